@@ -1,0 +1,167 @@
+"""Benchmark an rlref script over several seeds: how many env steps and how many whole-process
+wall seconds until the mean of the last 10 episodic returns first reaches a threshold, the
+final mean return, SPS, and (in the same run) the env-only stepping rate of the same vector
+env with random actions, so SPS can be quoted as a fraction of that limit.
+
+    python benchmarks/run.py ppo.py --threshold 475 --seeds 1 2 3 4 5 -- --env-id CartPole-v1
+
+Everything after `--` is passed to the script unchanged. Seeds run one after another so
+that they do not compete for the 2 cores. Prints a plain table and writes a markdown file
+(default: benchmarks/results/<script>_<env>_<time>.md).
+"""
+
+import argparse
+import importlib.util
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import deque
+
+import numpy as np
+import tyro
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EPISODE = re.compile(r"^global_step=(\d+), episodic_return=([-+0-9.eE]+|nan)")
+PROGRESS_SPS = re.compile(r"SPS=(\d+)")
+
+
+def load_script(path: str):
+    spec = importlib.util.spec_from_file_location(os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def env_only_rate(module, script_args, seconds: float) -> float:
+    """Random actions through the script's own vector env: the steps/s no agent can beat."""
+    envs = module.make_envs(script_args.env_id, script_args.num_envs)
+    envs.reset(seed=0)
+    envs.action_space.seed(0)
+    actions = [envs.action_space.sample() for _ in range(1000)]
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for a in actions:
+            envs.step(a)
+        steps += len(actions) * script_args.num_envs
+    rate = steps / (time.perf_counter() - start)
+    envs.close()
+    return rate
+
+
+def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_threshold: bool, timeout: float) -> dict:
+    """Run one seed as its own process; the clock starts before the interpreter does."""
+    cmd = [sys.executable, script, "--seed", str(seed)] + passthrough
+    recent = deque(maxlen=10)
+    out = {"seed": seed, "steps_to_threshold": None, "seconds_to_threshold": None, "sps": None, "final_mean": None}
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    last_line = ""
+    for line in proc.stdout:
+        line = line.strip()
+        if time.perf_counter() - start > timeout:
+            proc.kill()
+            break
+        m = EPISODE.match(line)
+        if m:
+            recent.append(float(m.group(2)))
+            if (threshold is not None and out["steps_to_threshold"] is None and len(recent) == 10
+                    and np.mean(recent) >= threshold):
+                out["steps_to_threshold"] = int(m.group(1))
+                out["seconds_to_threshold"] = round(time.perf_counter() - start, 2)
+                if stop_at_threshold:
+                    proc.kill()
+                    break
+            continue
+        sps = PROGRESS_SPS.search(line)
+        if sps:
+            out["sps"] = int(sps.group(1))
+        if line:
+            last_line = line
+    proc.wait()
+    out["process_seconds"] = round(time.perf_counter() - start, 2)
+    if last_line.startswith("{"):
+        result = json.loads(last_line)
+        out["sps"] = result.get("sps", out["sps"])
+        out["final_mean"] = result.get("mean_return_last10")
+    elif recent:
+        out["final_mean"] = float(np.mean(recent))
+    if proc.returncode not in (0, -9) and out["final_mean"] is None:
+        out["error"] = f"exit code {proc.returncode}: {last_line}"
+    return out
+
+
+def fmt(x):
+    if x is None:
+        return "-"
+    return f"{x:.2f}" if isinstance(x, float) else str(x)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("script", help="the script to run, e.g. ppo.py")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    parser.add_argument("--threshold", type=float, default=None, help="target for the mean of the last 10 returns")
+    parser.add_argument("--stop-at-threshold", action="store_true", help="end each seed once it reaches the threshold")
+    parser.add_argument("--env-only-seconds", type=float, default=3.0, help="how long to measure the env-only rate")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds after which a seed is killed")
+    parser.add_argument("--label", default="", help="a name for this configuration in the markdown file")
+    parser.add_argument("--out", default=None, help="markdown file to write")
+    argv = sys.argv[1:]
+    passthrough = []
+    if "--" in argv:
+        passthrough = argv[argv.index("--") + 1:]
+        argv = argv[: argv.index("--")]
+    opts = parser.parse_args(argv)
+
+    script = os.path.join(REPO, opts.script)
+    module = load_script(script)
+    script_args = tyro.cli(module.Args, args=passthrough)
+    env_rate = env_only_rate(module, script_args, opts.env_only_seconds)
+
+    rows = [run_seed(script, s, passthrough, opts.threshold, opts.stop_at_threshold, opts.timeout) for s in opts.seeds]
+
+    def median(key):
+        values = [r[key] for r in rows if r[key] is not None]
+        return statistics.median(values) if values else None
+
+    reached = sum(r["steps_to_threshold"] is not None for r in rows)
+    med = {k: median(k) for k in ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds"]}
+    command = f"python benchmarks/run.py {opts.script} " + (f"--threshold {opts.threshold:g} " if opts.threshold is not None else "")
+    command += ("--stop-at-threshold " if opts.stop_at_threshold else "") + "--seeds " + " ".join(map(str, opts.seeds))
+    command += (" -- " + " ".join(passthrough)) if passthrough else ""
+    sps_fraction = med["sps"] / env_rate if med["sps"] else None
+
+    header = ["seed", "steps to thr", "s to thr", "final mean10", "SPS", "process s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r["seed"], r["steps_to_threshold"], r["seconds_to_threshold"], r["final_mean"], r["sps"], r["process_seconds"]]
+        lines.append("| " + " | ".join(fmt(c) for c in cells) + " |" + (f" {r['error']}" if "error" in r else ""))
+    lines.append("| **median** | " + " | ".join(fmt(med[k]) for k in
+                 ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds"]) + " |")
+    summary = [
+        f"command: `{command}`",
+        f"env: {script_args.env_id}, {script_args.num_envs} envs; threshold: {opts.threshold}; "
+        f"seeds reaching it: {reached}/{len(rows)}",
+        f"env-only rate (random actions, same vector env): {env_rate:,.0f} steps/s; "
+        f"median SPS / env-only = {fmt(sps_fraction)}",
+    ]
+    print("\n".join(summary))
+    print("\n".join(lines))
+
+    out = opts.out or os.path.join(
+        REPO, "benchmarks", "results",
+        f"{os.path.basename(opts.script)[:-3]}_{script_args.env_id}_{time.strftime('%Y%m%d-%H%M%S')}.md")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(f"# {opts.label or opts.script} on {script_args.env_id}\n\n")
+        f.write("\n\n".join(summary) + "\n\n" + "\n".join(lines) + "\n")
+    print(f"wrote {os.path.relpath(out, REPO)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,570 @@
+"""PPO: proximal policy optimization (Schulman et al. 2017), discrete and continuous actions.
+
+What this chapter adds to actor_critic.py: each rollout is reused for several epochs of
+minibatch updates. The policy gradient is weighted by the importance ratio
+pi(a|s) / pi_old(a|s), and the new policy is kept close to the one that collected the data,
+either by clipping the ratio (PPO-Clip, `--loss clip`) or by a KL penalty with an adaptive
+coefficient (PPO-KL, `--loss kl`).
+
+    python ppo.py --env-id CartPole-v1
+    python ppo.py --env-id Pendulum-v1 --total-timesteps 500000 --num-envs 4 --num-steps 512 --gamma 0.9 --learning-rate 1e-3
+"""
+
+import importlib.util
+import json
+import os
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import tyro
+from gymnasium.vector import AutoresetMode
+from torch.distributions import Categorical, Independent, Normal
+
+
+@dataclass
+class Args:
+    exp_name: str = "ppo"
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (torch, numpy, random and the environments)"""
+    torch_deterministic: bool = True
+    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    cuda: bool = False
+    """if toggled, run the networks on the GPU (tiny MLPs are usually faster on the CPU)"""
+    track: bool = False
+    """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
+    wandb_project_name: str = "rlref"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team); None uses your default entity"""
+    capture_video: bool = False
+    """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
+    save_model: bool = False
+    """if toggled, save weights, normalization statistics and args to `runs/{run_name}/ppo.pt`"""
+    eval_checkpoint: Optional[str] = None
+    """path of a saved model: evaluate it for `--eval-episodes` episodes instead of training"""
+    eval_episodes: int = 10
+    """number of episodes for the evaluation of a saved model"""
+
+    # Algorithm specific arguments
+    env_id: str = "CartPole-v1"
+    """the id of the gymnasium environment"""
+    total_timesteps: int = 100_000
+    """total environment steps of the experiment"""
+    learning_rate: float = 5e-3
+    """the learning rate of the Adam optimizer"""
+    num_envs: int = 16
+    """the number of parallel environments"""
+    num_steps: int = 16
+    """the number of steps per environment in each rollout"""
+    anneal_lr: bool = True
+    """if toggled, the learning rate decays linearly to 0 over the run"""
+    gamma: float = 0.99
+    """the discount factor gamma"""
+    gae_lambda: float = 0.95
+    """the lambda of generalized advantage estimation"""
+    num_minibatches: int = 1
+    """the number of minibatches each rollout is split into"""
+    update_epochs: int = 4
+    """the number of passes over each rollout"""
+    norm_adv: bool = True
+    """if toggled, normalize advantages within each minibatch"""
+    loss: Literal["clip", "kl"] = "clip"
+    """the policy objective: `clip` (PPO-Clip) or `kl` (PPO with adaptive KL penalty)"""
+    clip_coef: float = 0.2
+    """the ratio clipping epsilon of PPO-Clip (also the value clipping range)"""
+    kl_target: float = 0.01
+    """`--loss kl`: the KL target d_targ of the adaptive beta rule"""
+    kl_beta: float = 1.0
+    """`--loss kl`: the initial KL penalty coefficient beta"""
+    clip_vloss: bool = True
+    """if toggled, use the clipped value loss"""
+    ent_coef: float = 0.0
+    """the coefficient of the entropy bonus"""
+    vf_coef: float = 0.5
+    """the coefficient of the value loss"""
+    max_grad_norm: float = 0.5
+    """the maximum norm for gradient clipping"""
+    target_kl: Optional[float] = None
+    """stop the epochs of an update early once the approximate KL exceeds this; None: never"""
+
+
+class UsageError(ValueError):
+    """A setting the script cannot run with; raised before training, printed as one line."""
+
+
+# --- environments: gymnasium 1.x vector env with SAME_STEP autoreset ---
+# With SAME_STEP, a sub-env that terminates or truncates is reset inside the same step():
+# the returned obs is already the first obs of the next episode, and the true last obs
+# of the finished episode is in info["final_obs"]. Every transition returned is real;
+# none crosses an episode boundary, so nothing has to be masked out afterwards.
+def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
+    def thunk():
+        if capture_video and idx == 0:
+            env = gym.make(env_id, render_mode="rgb_array", disable_env_checker=True)
+            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
+        else:
+            env = gym.make(env_id, disable_env_checker=True)
+        return env
+
+    return thunk
+
+
+def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = ""):
+    # copy=False: step() returns its internal obs array; we copy it into storage at once
+    return gym.vector.SyncVectorEnv(
+        [make_env(env_id, i, capture_video, run_name) for i in range(num_envs)],
+        autoreset_mode=AutoresetMode.SAME_STEP,
+        copy=False,
+    )
+
+
+def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
+    """s_{t+1} of each env's transition: the returned obs, except where the episode ended,
+    where the returned obs already belongs to the next episode and s_{t+1} is info["final_obs"]."""
+    if not done.any():
+        return obs
+    next_obs = obs.copy()
+    for i in np.flatnonzero(done):
+        next_obs[i] = info["final_obs"][i]
+    return next_obs
+
+
+def check_args(args: Args):
+    """Refuse settings that cannot work, each with one line that says what to do."""
+    for name in ["total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "eval_episodes"]:
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
+    batch_size = args.num_envs * args.num_steps
+    if batch_size % args.num_minibatches != 0:
+        raise UsageError(
+            f"the batch (--num-envs x --num-steps = {batch_size}) must divide into --num-minibatches "
+            f"({args.num_minibatches}) equal minibatches"
+        )
+    if args.total_timesteps < batch_size:
+        raise UsageError(f"--total-timesteps ({args.total_timesteps}) is smaller than one rollout ({batch_size} steps)")
+    if args.env_id not in gym.registry:
+        raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1, Pendulum-v1")
+    if args.capture_video and importlib.util.find_spec("moviepy") is None:
+        raise UsageError("--capture-video needs moviepy: pip install moviepy")
+    if args.cuda and not torch.cuda.is_available():
+        raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
+
+
+def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space):
+    if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
+        raise UsageError(
+            f"ppo.py's MLP needs a flat Box observation space; {env_id} has {observation_space} "
+            "(wrap it in gymnasium.wrappers.FlattenObservation)"
+        )
+    if not isinstance(action_space, (gym.spaces.Discrete, gym.spaces.Box)) or (
+        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) != 1
+    ):
+        raise UsageError(f"ppo.py handles Discrete and 1-D Box action spaces; {env_id} has {action_space}")
+
+
+# --- normalization of observations and rewards (continuous control) ---
+class RunningMeanStd:
+    """Running mean and variance of a stream of batches (Chan et al.'s parallel update)."""
+
+    def __init__(self, shape=()):
+        self.mean = np.zeros(shape, np.float64)
+        self.var = np.ones(shape, np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray):
+        batch_mean, batch_var, batch_count = x.mean(0), x.var(0), x.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        self.mean = self.mean + delta * batch_count / total
+        m2 = self.var * self.count + batch_var * batch_count + delta**2 * self.count * batch_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def normalize(self, x: np.ndarray) -> np.ndarray:
+        return np.clip((x - self.mean) / np.sqrt(self.var + 1e-8), -10.0, 10.0).astype(np.float32)
+
+
+# --- networks: separate actor and critic MLPs ---
+def layer_init(layer: nn.Linear, std=np.sqrt(2), bias_const=0.0):
+    nn.init.orthogonal_(layer.weight, std)
+    nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def mlp(in_dim: int, out_dim: int, out_std: float) -> nn.Sequential:
+    return nn.Sequential(
+        layer_init(nn.Linear(in_dim, 64)),
+        nn.Tanh(),
+        layer_init(nn.Linear(64, 64)),
+        nn.Tanh(),
+        layer_init(nn.Linear(64, out_dim), std=out_std),
+    )
+
+
+class Agent(nn.Module):
+    """Critic V(s) and actor pi(a|s): Categorical for Discrete actions, diagonal Gaussian
+    with a state-independent log-std for Box actions."""
+
+    def __init__(self, obs_dim: int, action_space: gym.Space):
+        super().__init__()
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        action_dim = int(action_space.n) if self.discrete else action_space.shape[0]
+        self.critic = mlp(obs_dim, 1, out_std=1.0)
+        self.actor = mlp(obs_dim, action_dim, out_std=0.01)  # logits, or the Gaussian mean
+        if not self.discrete:
+            self.actor_logstd = nn.Parameter(torch.zeros(action_dim))
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.critic(obs).squeeze(-1)
+
+    def dist_params(self, obs: torch.Tensor) -> torch.Tensor:
+        """What pi(.|s) is built from: the logits, or the Gaussian mean and log-std side by side."""
+        out = self.actor(obs)
+        if self.discrete:
+            return out
+        return torch.cat([out, self.actor_logstd.expand_as(out)], dim=-1)
+
+    def dist(self, params: torch.Tensor):
+        if self.discrete:
+            return Categorical(logits=params, validate_args=False)
+        mean, logstd = params.chunk(2, dim=-1)
+        return Independent(Normal(mean, logstd.exp(), validate_args=False), 1)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """Draw a ~ pi(.|s) without building a distribution object (the rollout's hot path)."""
+        out = self.actor(obs)
+        if self.discrete:
+            # Gumbel-max: argmax(logits + G), G ~ Gumbel(0,1), is a sample of softmax(logits)
+            return (out - torch.log(-torch.log(torch.rand_like(out)))).argmax(-1)
+        return out + self.actor_logstd.exp() * torch.randn_like(out)  # mean + std * N(0, I)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action, for evaluation."""
+        out = self.actor(obs)
+        return out.argmax(-1) if self.discrete else out
+
+
+# --- the math: advantages and losses ---
+def gae(rewards, values, next_values, dones, gamma: float, lam: float):
+    """Generalized advantage estimation over a (T, N) rollout.
+
+    delta_t = r_t + gamma*V(s_{t+1}) - V(s_t)        (V(s_{t+1}) = 0 if the episode terminated)
+    A_t     = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: the episode ended at t, either way)
+
+    `next_values[t]` is V of the true next state of transition t: the final observation
+    when the episode was truncated (bootstrap), zero when it terminated. `dones` only cuts
+    the recursion, so a truncated episode keeps its bootstrap but shares no advantage with
+    the next episode.
+    """
+    advantages = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[0])
+    not_done = 1.0 - dones
+    deltas = rewards + gamma * next_values - values
+    for t in reversed(range(rewards.shape[0])):
+        last = deltas[t] + gamma * lam * not_done[t] * last
+        advantages[t] = last
+    return advantages
+
+
+def clip_policy_loss(ratio, advantages, clip_coef: float):
+    """PPO-Clip: L = -E[ min(ratio*A, clip(ratio, 1-eps, 1+eps)*A) ]"""
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef) * advantages
+    return -torch.min(unclipped, clipped).mean()
+
+
+def kl_penalty_policy_loss(ratio, advantages, kl, beta: float):
+    """PPO-KL: L = -E[ ratio*A - beta*KL(pi_old(.|s) || pi(.|s)) ]"""
+    return -(ratio * advantages - beta * kl).mean()
+
+
+def adapt_kl_beta(beta: float, kl: float, kl_target: float) -> float:
+    """The PPO paper's rule: d = mean KL of the update; d > 1.5*d_targ: beta*2, d < d_targ/1.5: beta/2."""
+    if kl > 1.5 * kl_target:
+        return beta * 2.0
+    if kl < kl_target / 1.5:
+        return beta / 2.0
+    return beta
+
+
+def value_loss(new_values, old_values, returns, clip_coef: float, clip_vloss: bool):
+    """0.5*E[(V - R)^2], or with clipping 0.5*E[max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)]"""
+    unclipped = (new_values - returns) ** 2
+    if not clip_vloss:
+        return 0.5 * unclipped.mean()
+    v_clipped = old_values + torch.clamp(new_values - old_values, -clip_coef, clip_coef)
+    return 0.5 * torch.max(unclipped, (v_clipped - returns) ** 2).mean()
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    """1 - Var(R - V) / Var(R): 1 is a perfect critic, 0 no better than a constant."""
+    var_returns = returns.var()
+    return float("nan") if var_returns == 0 else float(1 - (returns - values).var() / var_returns)
+
+
+# --- save and evaluate ---
+def save_checkpoint(path: str, agent: Agent, obs_rms: Optional[RunningMeanStd], args: Args):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    stats = None if obs_rms is None else {"mean": obs_rms.mean, "var": obs_rms.var, "count": obs_rms.count}
+    torch.save({"model": agent.state_dict(), "obs_rms": stats, "args": asdict(args)}, path)
+
+
+def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: bool = False) -> list:
+    """Run `eval_episodes` episodes with the saved policy's most likely action; returns their returns."""
+    checkpoint = torch.load(path, weights_only=False)
+    saved = Args(**checkpoint["args"])
+    env = make_env(saved.env_id, 0, capture_video, f"{saved.exp_name}-eval")()
+    agent = Agent(env.observation_space.shape[0], env.action_space)
+    agent.load_state_dict(checkpoint["model"])
+    obs_rms = None
+    if checkpoint["obs_rms"] is not None:  # the statistics are frozen at their saved values
+        obs_rms = RunningMeanStd()
+        obs_rms.mean, obs_rms.var, obs_rms.count = (checkpoint["obs_rms"][k] for k in ("mean", "var", "count"))
+    returns = []
+    for episode in range(eval_episodes):
+        obs, _ = env.reset(seed=seed + episode)
+        done, episodic_return = False, 0.0
+        while not done:
+            x = obs_rms.normalize(obs) if obs_rms is not None else obs.astype(np.float32)
+            with torch.no_grad():
+                action = agent.mode(torch.as_tensor(x)).numpy()
+            if not agent.discrete:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            episodic_return += float(reward)
+            done = terminated or truncated
+        returns.append(episodic_return)
+    env.close()
+    return returns
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    if args.eval_checkpoint is not None:
+        returns = evaluate(args.eval_checkpoint, args.eval_episodes, args.seed, args.capture_video)
+        for r in returns:
+            print(f"eval_episodic_return={r}")
+        return {"eval_returns": returns, "eval_mean_return": float(np.mean(returns))}
+
+    batch_size = args.num_envs * args.num_steps
+    minibatch_size = batch_size // args.num_minibatches
+    num_iterations = args.total_timesteps // batch_size
+    run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+
+    envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
+    check_spaces(args.env_id, envs.single_observation_space, envs.single_action_space)
+    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
+
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_name)
+        wandb.define_metric("global_step")
+        wandb.define_metric("*", step_metric="global_step")
+
+    # --- seeding ---
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    torch.backends.cudnn.deterministic = args.torch_deterministic
+    # Networks this small run faster on one thread than with the thread pool's overhead.
+    torch.set_num_threads(1)
+    device = torch.device("cuda" if args.cuda else "cpu")
+
+    obs_dim = envs.single_observation_space.shape[0]
+    agent = Agent(obs_dim, envs.single_action_space).to(device)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel for all tensors
+    kl_beta = args.kl_beta
+
+    # Continuous control: observations normalized by running statistics, rewards scaled by
+    # the running std of the discounted return (both saved with the model).
+    obs_rms = RunningMeanStd(obs_dim) if continuous else None
+    return_rms = RunningMeanStd() if continuous else None
+    discounted_return = np.zeros(args.num_envs)
+
+    def prepare(raw_obs: np.ndarray) -> np.ndarray:
+        return obs_rms.normalize(raw_obs) if continuous else raw_obs.astype(np.float32)
+
+    # Rollout storage, shaped (num_steps, num_envs, ...). next_obs[t] is the true s_{t+1}
+    # of transition t: the final observation when the episode ended at t.
+    action_shape = envs.single_action_space.shape
+    obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32)
+    next_obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32)
+    actions_buf = np.zeros((args.num_steps, args.num_envs) + action_shape, np.float32 if continuous else np.int64)
+    rewards_buf = np.zeros((args.num_steps, args.num_envs), np.float32)
+    terminated_buf = np.zeros((args.num_steps, args.num_envs), np.float32)
+    dones_buf = np.zeros((args.num_steps, args.num_envs), np.float32)
+
+    episode_returns = np.zeros(args.num_envs)
+    episode_lengths = np.zeros(args.num_envs, np.int64)
+    recent_returns = deque(maxlen=10)
+    global_step = 0
+    start_time = time.time()
+    raw_obs, _ = envs.reset(seed=args.seed)
+    envs.action_space.seed(args.seed)
+    if continuous:
+        obs_rms.update(raw_obs)
+    obs = prepare(raw_obs)
+
+    for iteration in range(1, num_iterations + 1):
+        if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - (iteration - 1.0) / num_iterations)
+
+        # --- rollout: num_steps steps of num_envs envs with the current policy ---
+        for step in range(args.num_steps):
+            global_step += args.num_envs
+            obs_buf[step] = obs
+            with torch.no_grad():
+                action = agent.sample(torch.from_numpy(obs).to(device)).cpu().numpy()
+            actions_buf[step] = action
+            if continuous:  # the Gaussian sample is stored; only the env sees it clipped
+                action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
+            raw_obs, reward, terminated, truncated, info = envs.step(action)
+            done = terminated | truncated
+
+            raw_next_obs = true_next_obs(raw_obs, done, info)
+            if continuous:
+                obs_rms.update(raw_obs)
+                discounted_return = discounted_return * args.gamma + reward
+                return_rms.update(discounted_return)
+                discounted_return[done] = 0.0
+                next_obs_buf[step] = prepare(raw_next_obs)
+                rewards_buf[step] = np.clip(reward / np.sqrt(return_rms.var + 1e-8), -10.0, 10.0)
+            else:
+                next_obs_buf[step] = raw_next_obs
+                rewards_buf[step] = reward
+            terminated_buf[step] = terminated
+            dones_buf[step] = done
+            obs = prepare(raw_obs)
+
+            # --- episode statistics: undiscounted, unnormalized return ---
+            episode_returns += reward
+            episode_lengths += 1
+            for i in np.flatnonzero(done):
+                recent_returns.append(episode_returns[i])
+                print(f"global_step={global_step}, episodic_return={episode_returns[i]:.2f}")
+                if args.track:
+                    wandb.log(
+                        {
+                            "global_step": global_step,
+                            "charts/episodic_return": episode_returns[i],
+                            "charts/episodic_length": episode_lengths[i],
+                        }
+                    )
+            episode_returns[done] = 0.0
+            episode_lengths[done] = 0
+
+        # --- values and old log-probs: one batched pass over the rollout ---
+        # The policy did not change during the rollout, so these equal what per-step
+        # evaluation would have given, at a fraction of the cost.
+        b_obs = torch.from_numpy(obs_buf).to(device).reshape(batch_size, obs_dim)
+        b_actions = torch.from_numpy(actions_buf).to(device).reshape((batch_size,) + action_shape)
+        rewards = torch.from_numpy(rewards_buf).to(device)
+        with torch.no_grad():
+            values = agent.value(b_obs).reshape(args.num_steps, args.num_envs)
+            next_values = agent.value(torch.from_numpy(next_obs_buf).to(device))
+            next_values = next_values * (1.0 - torch.from_numpy(terminated_buf).to(device))  # V = 0 after termination
+            b_old_params = agent.dist_params(b_obs)
+            b_logprobs = agent.dist(b_old_params).log_prob(b_actions)
+
+        # --- advantage: GAE(lambda); value target R_t = A_t + V(s_t) ---
+        advantages = gae(rewards, values, next_values, torch.from_numpy(dones_buf).to(device), args.gamma, args.gae_lambda)
+        returns = advantages + values
+        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+
+        # --- update: update_epochs passes of minibatch gradient steps on the same rollout ---
+        clipfracs, kls = [], []
+        for epoch in range(args.update_epochs):
+            for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
+                new_dist = agent.dist(agent.dist_params(b_obs[mb]))
+                new_logprob = new_dist.log_prob(b_actions[mb])
+                logratio = new_logprob - b_logprobs[mb]
+                ratio = logratio.exp()  # pi(a|s) / pi_old(a|s)
+
+                with torch.no_grad():
+                    old_approx_kl = (-logratio).mean()
+                    approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(pi_old || pi)
+                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
+
+                mb_advantages = b_advantages[mb]
+                if args.norm_adv:
+                    mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
+
+                # --- policy objective: PPO-Clip or PPO-KL-penalty ---
+                if args.loss == "clip":
+                    pg_loss = clip_policy_loss(ratio, mb_advantages, args.clip_coef)
+                    kls.append(approx_kl.item())
+                else:
+                    kl = torch.distributions.kl_divergence(agent.dist(b_old_params[mb]), new_dist)
+                    pg_loss = kl_penalty_policy_loss(ratio, mb_advantages, kl, kl_beta)
+                    kls.append(kl.mean().item())
+
+                v_loss = value_loss(agent.value(b_obs[mb]), b_values[mb], b_returns[mb], args.clip_coef, args.clip_vloss)
+                entropy_loss = new_dist.entropy().mean()
+                loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
+
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
+                optimizer.step()
+
+            if args.target_kl is not None and approx_kl.item() > args.target_kl:
+                break
+
+        if args.loss == "kl":  # adapt beta to the mean KL of this update
+            kl_beta = adapt_kl_beta(kl_beta, float(np.mean(kls)), args.kl_target)
+
+        # --- logging ---
+        sps = int(global_step / (time.time() - start_time))
+        if iteration % 10 == 0 or iteration == num_iterations:
+            mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
+            print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return:.2f}, approx_kl={approx_kl.item():.4f}")
+        if args.track:
+            metrics = {
+                "global_step": global_step,
+                "charts/learning_rate": optimizer.param_groups[0]["lr"],
+                "losses/value_loss": v_loss.item(),
+                "losses/policy_loss": pg_loss.item(),
+                "losses/entropy": entropy_loss.item(),
+                "losses/old_approx_kl": old_approx_kl.item(),
+                "losses/approx_kl": approx_kl.item(),
+                "losses/clipfrac": float(np.mean(clipfracs)),
+                "losses/explained_variance": explained_variance(b_values, b_returns),
+                "charts/SPS": sps,
+            }
+            if args.loss == "kl":
+                metrics["losses/kl_beta"] = kl_beta
+            wandb.log(metrics)
+
+    envs.close()
+    result = {
+        "env_id": args.env_id,
+        "global_step": global_step,
+        "mean_return_last10": float(np.mean(recent_returns)) if recent_returns else float("nan"),
+        "sps": int(global_step / (time.time() - start_time)),
+        "wall_seconds": round(time.time() - start_time, 2),
+    }
+    if args.save_model:
+        model_path = f"runs/{run_name}/{args.exp_name}.pt"
+        save_checkpoint(model_path, agent.cpu(), obs_rms, args)
+        returns = evaluate(model_path, args.eval_episodes, args.seed)
+        result.update(model_path=model_path, eval_mean_return=float(np.mean(returns)))
+    if args.track:
+        wandb.finish()
+    return result
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        print(json.dumps(main(cli_args)))
+    except UsageError as e:
+        raise SystemExit(f"ppo.py: error: {e}")
