@@ -253,8 +253,8 @@ class Agent(nn.Module):
 
 
 # --- the math: advantages and losses ---
-def gae(rewards, values, next_values, dones, gamma: float, lam: float):
-    """Generalized advantage estimation over a (T, N) rollout.
+def gae(rewards, values, next_values, dones, gamma: float, lam: float) -> np.ndarray:
+    """Generalized advantage estimation over a (T, N) rollout of numpy arrays.
 
     delta_t = r_t + gamma*V(s_{t+1}) - V(s_t)        (V(s_{t+1}) = 0 if the episode terminated)
     A_t     = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: the episode ended at t, either way)
@@ -264,8 +264,9 @@ def gae(rewards, values, next_values, dones, gamma: float, lam: float):
     the recursion, so a truncated episode keeps its bootstrap but shares no advantage with
     the next episode.
     """
-    advantages = torch.zeros_like(rewards)
-    last = torch.zeros_like(rewards[0])
+    # numpy, not torch: this Python loop over T rows is several times cheaper on numpy arrays
+    advantages = np.zeros_like(rewards)
+    last = np.zeros_like(rewards[0])
     not_done = 1.0 - dones
     deltas = rewards + gamma * next_values - values
     for t in reversed(range(rewards.shape[0])):
@@ -304,7 +305,7 @@ def value_loss(new_values, old_values, returns, clip_coef: float, clip_vloss: bo
     return 0.5 * torch.max(unclipped, (v_clipped - returns) ** 2).mean()
 
 
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+def explained_variance(values: np.ndarray, returns: np.ndarray) -> float:
     """1 - Var(R - V) / Var(R): 1 is a perfect critic, 0 no better than a constant."""
     var_returns = returns.var()
     return float("nan") if var_returns == 0 else float(1 - (returns - values).var() / var_returns)
@@ -359,7 +360,10 @@ def main(args: Args) -> dict:
     num_iterations = args.total_timesteps // batch_size
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
 
-    envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
+    try:
+        envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
+    except gym.error.DependencyNotInstalled as e:  # e.g. a MuJoCo env without gymnasium[mujoco]
+        raise UsageError(f"{args.env_id} needs a package that is not installed: {e}") from None
     check_spaces(args.env_id, envs.single_observation_space, envs.single_action_space)
     continuous = isinstance(envs.single_action_space, gym.spaces.Box)
 
@@ -467,18 +471,19 @@ def main(args: Args) -> dict:
         # evaluation would have given, at a fraction of the cost.
         b_obs = torch.from_numpy(obs_buf).to(device).reshape(batch_size, obs_dim)
         b_actions = torch.from_numpy(actions_buf).to(device).reshape((batch_size,) + action_shape)
-        rewards = torch.from_numpy(rewards_buf).to(device)
         with torch.no_grad():
-            values = agent.value(b_obs).reshape(args.num_steps, args.num_envs)
-            next_values = agent.value(torch.from_numpy(next_obs_buf).to(device))
-            next_values = next_values * (1.0 - torch.from_numpy(terminated_buf).to(device))  # V = 0 after termination
+            values = agent.value(b_obs).reshape(args.num_steps, args.num_envs).cpu().numpy()
+            next_values = agent.value(torch.from_numpy(next_obs_buf).to(device)).cpu().numpy()
             b_old_params = agent.dist_params(b_obs)
             b_logprobs = agent.dist(b_old_params).log_prob(b_actions)
+        next_values = next_values * (1.0 - terminated_buf)  # V(s_{t+1}) = 0 after termination
 
         # --- advantage: GAE(lambda); value target R_t = A_t + V(s_t) ---
-        advantages = gae(rewards, values, next_values, torch.from_numpy(dones_buf).to(device), args.gamma, args.gae_lambda)
+        advantages = gae(rewards_buf, values, next_values, dones_buf, args.gamma, args.gae_lambda)
         returns = advantages + values
-        b_advantages, b_returns, b_values = advantages.reshape(-1), returns.reshape(-1), values.reshape(-1)
+        b_advantages, b_returns, b_values = (
+            torch.from_numpy(x.reshape(-1)).to(device) for x in (advantages, returns, values)
+        )
 
         # --- update: update_epochs passes of minibatch gradient steps on the same rollout ---
         clipfracs, kls = [], []
@@ -492,7 +497,7 @@ def main(args: Args) -> dict:
                 with torch.no_grad():
                     old_approx_kl = (-logratio).mean()
                     approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(pi_old || pi)
-                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
+                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean())
 
                 mb_advantages = b_advantages[mb]
                 if args.norm_adv:
@@ -501,11 +506,10 @@ def main(args: Args) -> dict:
                 # --- policy objective: PPO-Clip or PPO-KL-penalty ---
                 if args.loss == "clip":
                     pg_loss = clip_policy_loss(ratio, mb_advantages, args.clip_coef)
-                    kls.append(approx_kl.item())
                 else:
                     kl = torch.distributions.kl_divergence(agent.dist(b_old_params[mb]), new_dist)
                     pg_loss = kl_penalty_policy_loss(ratio, mb_advantages, kl, kl_beta)
-                    kls.append(kl.mean().item())
+                    kls.append(kl.detach().mean())
 
                 v_loss = value_loss(agent.value(b_obs[mb]), b_values[mb], b_returns[mb], args.clip_coef, args.clip_vloss)
                 entropy_loss = new_dist.entropy().mean()
@@ -520,7 +524,7 @@ def main(args: Args) -> dict:
                 break
 
         if args.loss == "kl":  # adapt beta to the mean KL of this update
-            kl_beta = adapt_kl_beta(kl_beta, float(np.mean(kls)), args.kl_target)
+            kl_beta = adapt_kl_beta(kl_beta, torch.stack(kls).mean().item(), args.kl_target)
 
         # --- logging ---
         sps = int(global_step / (time.time() - start_time))
@@ -536,8 +540,8 @@ def main(args: Args) -> dict:
                 "losses/entropy": entropy_loss.item(),
                 "losses/old_approx_kl": old_approx_kl.item(),
                 "losses/approx_kl": approx_kl.item(),
-                "losses/clipfrac": float(np.mean(clipfracs)),
-                "losses/explained_variance": explained_variance(b_values, b_returns),
+                "losses/clipfrac": torch.stack(clipfracs).mean().item(),
+                "losses/explained_variance": explained_variance(values, returns),
                 "charts/SPS": sps,
             }
             if args.loss == "kl":

@@ -98,7 +98,9 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
 def fmt(x):
     if x is None:
         return "-"
-    return f"{x:.2f}" if isinstance(x, float) else str(x)
+    if isinstance(x, float) and not x.is_integer():
+        return f"{x:.2f}"
+    return str(int(x)) if isinstance(x, float) else str(x)
 
 
 def main():

@@ -42,41 +42,47 @@ def test_gae_matches_explicit_sums_with_episode_ends():
     dones = (rng.random((T, N)) < 0.25).astype(np.float64)
     terminated = dones * (rng.random((T, N)) < 0.5)  # some ends are terminations, the others truncations
     next_values = next_values * (1 - terminated)
-    got = ppo.gae(*(torch.tensor(x) for x in (rewards, values, next_values, dones)), 0.97, 0.9)
-    np.testing.assert_allclose(got.numpy(), brute_force_gae(rewards, values, next_values, dones, 0.97, 0.9), rtol=1e-10)
+    got = ppo.gae(rewards, values, next_values, dones, 0.97, 0.9)
+    np.testing.assert_allclose(got, brute_force_gae(rewards, values, next_values, dones, 0.97, 0.9), rtol=1e-10)
 
 
 def test_gae_lambda_one_is_monte_carlo_return_minus_value():
     # One episode of 4 steps that terminates: A_t = sum_k gamma^(k-t) r_k - V(s_t).
     gamma = 0.9
-    rewards = torch.tensor([[1.0], [2.0], [3.0], [4.0]], dtype=torch.float64)
-    values = torch.tensor([[0.5], [0.1], [-0.3], [2.0]], dtype=torch.float64)
-    next_values = torch.cat([values[1:], torch.zeros(1, 1, dtype=torch.float64)])  # 0 after termination
-    dones = torch.tensor([[0.0], [0.0], [0.0], [1.0]], dtype=torch.float64)
+    rewards = np.array([[1.0], [2.0], [3.0], [4.0]])
+    values = np.array([[0.5], [0.1], [-0.3], [2.0]])
+    next_values = np.concatenate([values[1:], np.zeros((1, 1))])  # 0 after termination
+    dones = np.array([[0.0], [0.0], [0.0], [1.0]])
     adv = ppo.gae(rewards, values, next_values, dones, gamma, 1.0)
-    mc = [sum(gamma ** (k - t) * rewards[k, 0].item() for k in range(t, 4)) for t in range(4)]
-    np.testing.assert_allclose(adv[:, 0].numpy(), np.array(mc) - values[:, 0].numpy(), rtol=1e-12)
+    mc = [sum(gamma ** (k - t) * rewards[k, 0] for k in range(t, 4)) for t in range(4)]
+    np.testing.assert_allclose(adv[:, 0], np.array(mc) - values[:, 0], rtol=1e-12)
+
+
+def test_gae_lambda_zero_is_the_td_error():
+    rng = np.random.default_rng(2)
+    rewards, values, next_values = rng.normal(size=(6, 2)), rng.normal(size=(6, 2)), rng.normal(size=(6, 2))
+    dones = np.zeros((6, 2))
+    adv = ppo.gae(rewards, values, next_values, dones, 0.99, 0.0)
+    np.testing.assert_allclose(adv, rewards + 0.99 * next_values - values, rtol=1e-12)
 
 
 def test_gae_truncation_bootstraps_and_termination_does_not():
     # The last step of an episode: truncated -> target r + gamma*V(final obs); terminated -> target r.
     gamma, v_final = 0.99, 7.0
-    rewards = torch.tensor([[1.0, 1.0]])
-    values = torch.tensor([[3.0, 3.0]])
-    dones = torch.tensor([[1.0, 1.0]])
-    next_values = torch.tensor([[v_final, 0.0]])  # env 0 truncated (V(final obs)), env 1 terminated (0)
-    adv = ppo.gae(rewards, values, next_values, dones, gamma, 0.95)
-    returns = adv + values
-    assert returns[0, 0].item() == pytest.approx(1.0 + gamma * v_final)
-    assert returns[0, 1].item() == pytest.approx(1.0)
+    rewards = np.array([[1.0, 1.0]])
+    values = np.array([[3.0, 3.0]])
+    dones = np.array([[1.0, 1.0]])
+    next_values = np.array([[v_final, 0.0]])  # env 0 truncated (V(final obs)), env 1 terminated (0)
+    returns = ppo.gae(rewards, values, next_values, dones, gamma, 0.95) + values
+    assert returns[0, 0] == pytest.approx(1.0 + gamma * v_final)
+    assert returns[0, 1] == pytest.approx(1.0)
 
 
 def test_gae_does_not_leak_across_an_autoreset():
     # Env ends at t=1; the huge deltas of the next episode (t=2,3) must not reach t<=1.
-    rewards = torch.tensor([[1.0], [1.0], [100.0], [100.0]])
-    values = torch.zeros(4, 1)
-    next_values = torch.zeros(4, 1)
-    dones = torch.tensor([[0.0], [1.0], [0.0], [0.0]])
+    rewards = np.array([[1.0], [1.0], [100.0], [100.0]])
+    values, next_values = np.zeros((4, 1)), np.zeros((4, 1))
+    dones = np.array([[0.0], [1.0], [0.0], [0.0]])
     adv = ppo.gae(rewards, values, next_values, dones, 1.0, 1.0)
     assert adv[:2, 0].tolist() == [2.0, 1.0]
     assert adv[2:, 0].tolist() == [200.0, 100.0]
@@ -187,9 +193,10 @@ def test_cartpole_learns_and_the_saved_policy_reproduces_it(tmp_path, monkeypatc
 def test_pendulum_improves_and_saves_its_normalization(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ppo.Args(env_id="Pendulum-v1", seed=1, total_timesteps=40_960, num_envs=4, num_steps=512, gamma=0.9,
-                    learning_rate=1e-3, update_epochs=10, num_minibatches=8, save_model=True, eval_episodes=2)
+                    learning_rate=1e-3, update_epochs=10, num_minibatches=8, anneal_lr=False, save_model=True,
+                    eval_episodes=2)
     result = ppo.main(args)
-    assert result["mean_return_last10"] > -900  # a random policy averages about -1200
+    assert result["mean_return_last10"] > -600  # a random policy averages about -1200
     checkpoint = torch.load(result["model_path"], weights_only=False)
     assert checkpoint["obs_rms"] is not None and checkpoint["obs_rms"]["count"] > 40_000
     assert np.isfinite(result["eval_mean_return"])
@@ -240,7 +247,13 @@ class DictObsToy(MultiDiscreteToy):
     action_space = gym.spaces.Discrete(2)
 
 
+class NeedsMissingPackageToy(MultiDiscreteToy):
+    def __init__(self):
+        raise gym.error.DependencyNotInstalled('FakeSim is not installed, run `pip install fakesim`')
+
+
 gym.register("rlref/MultiDiscreteToy-v0", entry_point=MultiDiscreteToy)
+gym.register("rlref/NeedsMissingPackageToy-v0", entry_point=NeedsMissingPackageToy)
 gym.register("rlref/DictObsToy-v0", entry_point=DictObsToy)
 
 
@@ -250,6 +263,7 @@ gym.register("rlref/DictObsToy-v0", entry_point=DictObsToy)
         (dict(env_id="NoSuchEnv-v0"), "unknown env id 'NoSuchEnv-v0'"),
         (dict(env_id="rlref/MultiDiscreteToy-v0"), "handles Discrete and 1-D Box action spaces"),
         (dict(env_id="rlref/DictObsToy-v0"), "needs a flat Box observation space"),
+        (dict(env_id="rlref/NeedsMissingPackageToy-v0"), "needs a package that is not installed: .*pip install fakesim"),
         (dict(num_envs=3, num_steps=5, num_minibatches=4), "must divide into --num-minibatches"),
         (dict(num_envs=0), "--num-envs must be a positive integer"),
         (dict(num_steps=-1), "--num-steps must be a positive integer"),
