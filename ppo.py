@@ -150,6 +150,8 @@ def check_args(args: Args):
         )
     if args.total_timesteps < batch_size:
         raise UsageError(f"--total-timesteps ({args.total_timesteps}) is smaller than one rollout ({batch_size} steps)")
+    if args.eval_checkpoint is not None and not os.path.isfile(args.eval_checkpoint):
+        raise UsageError(f"--eval-checkpoint {args.eval_checkpoint}: no such file (train with --save-model first)")
     if args.env_id not in gym.registry:
         raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1, Pendulum-v1")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:

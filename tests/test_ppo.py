@@ -269,6 +269,7 @@ gym.register("rlref/DictObsToy-v0", entry_point=DictObsToy)
         (dict(num_steps=-1), "--num-steps must be a positive integer"),
         (dict(update_epochs=0), "--update-epochs must be a positive integer"),
         (dict(total_timesteps=100), "smaller than one rollout"),
+        (dict(eval_checkpoint="no/such/ppo.pt"), "no such file"),
     ],
 )
 def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
