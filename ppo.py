@@ -7,7 +7,8 @@ either by clipping the ratio (PPO-Clip, `--loss clip`) or by a KL penalty with a
 coefficient (PPO-KL, `--loss kl`).
 
     python ppo.py --env-id CartPole-v1
-    python ppo.py --env-id Pendulum-v1 --total-timesteps 500000 --num-envs 4 --num-steps 512 --gamma 0.9 --learning-rate 1e-3
+    python ppo.py --env-id Pendulum-v1 --total-timesteps 500000 --num-envs 4 --num-steps 512 \
+        --gamma 0.9 --learning-rate 1e-3 --update-epochs 10 --num-minibatches 8
 """
 
 import importlib.util
