@@ -8,11 +8,12 @@ coefficient (PPO-KL, `--loss kl`).
 
     python ppo.py --env-id CartPole-v1
     python ppo.py --env-id Pendulum-v1 --total-timesteps 500000 --num-envs 4 --num-steps 512 \
-        --gamma 0.9 --learning-rate 1e-3 --update-epochs 10 --num-minibatches 8
+        --gamma 0.9 --learning-rate 1e-3 --update-epochs 10 --num-minibatches 8 --ent-coef 0
 """
 
 import importlib.util
 import json
+import math
 import os
 import random
 import time
@@ -26,7 +27,6 @@ import torch
 import torch.nn as nn
 import tyro
 from gymnasium.vector import AutoresetMode
-from torch.distributions import Categorical, Independent, Normal
 
 
 @dataclass
@@ -87,7 +87,7 @@ class Args:
     """`--loss kl`: the initial KL penalty coefficient beta"""
     clip_vloss: bool = True
     """if toggled, use the clipped value loss"""
-    ent_coef: float = 0.0
+    ent_coef: float = 0.01
     """the coefficient of the entropy bonus"""
     vf_coef: float = 0.5
     """the coefficient of the value loss"""
@@ -95,6 +95,9 @@ class Args:
     """the maximum norm for gradient clipping"""
     target_kl: Optional[float] = None
     """stop the epochs of an update early once the approximate KL exceeds this; None: never"""
+
+
+LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)  # log sqrt(2 pi), in the Gaussian log-density
 
 
 class UsageError(ValueError):
@@ -235,24 +238,63 @@ class Agent(nn.Module):
             return out
         return torch.cat([out, self.actor_logstd.expand_as(out)], dim=-1)
 
-    def dist(self, params: torch.Tensor):
+    # The formulas below are what torch.distributions computes (tests check them against it);
+    # written out, the update's backward pass has a third fewer ops to go through.
+    def log_prob_entropy(self, params: torch.Tensor, actions: torch.Tensor):
+        """log pi(a|s) of the given actions, and the entropy H(pi(.|s)), per state."""
         if self.discrete:
-            return Categorical(logits=params, validate_args=False)
+            logp = params.log_softmax(-1)  # log p(a) = logit_a - log sum_b exp(logit_b)
+            entropy = -(logp.exp() * logp).sum(-1)  # H = -sum_a p(a) log p(a)
+            return logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy
         mean, logstd = params.chunk(2, dim=-1)
-        return Independent(Normal(mean, logstd.exp(), validate_args=False), 1)
+        # log N(a; mu, sigma^2) = -(a - mu)^2 / (2 sigma^2) - log sigma - log(2 pi)/2, summed over action dims
+        log_prob = (-0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - LOG_SQRT_2PI).sum(-1)
+        entropy = (logstd + 0.5 + LOG_SQRT_2PI).sum(-1)  # H = log sigma + (1 + log 2 pi)/2 per dim
+        return log_prob, entropy
 
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        """Draw a ~ pi(.|s) without building a distribution object (the rollout's hot path)."""
-        out = self.actor(obs)
+    def kl(self, old_params: torch.Tensor, new_params: torch.Tensor) -> torch.Tensor:
+        """The exact KL(pi_old(.|s) || pi(.|s)) per state."""
         if self.discrete:
-            # Gumbel-max: argmax(logits + G), G ~ Gumbel(0,1), is a sample of softmax(logits)
-            return (out - torch.log(-torch.log(torch.rand_like(out)))).argmax(-1)
-        return out + self.actor_logstd.exp() * torch.randn_like(out)  # mean + std * N(0, I)
+            old_logp, new_logp = old_params.log_softmax(-1), new_params.log_softmax(-1)
+            return (old_logp.exp() * (old_logp - new_logp)).sum(-1)  # sum_a p_old(a) (log p_old(a) - log p(a))
+        (mean0, logstd0), (mean1, logstd1) = old_params.chunk(2, dim=-1), new_params.chunk(2, dim=-1)
+        # per dim: log(sigma1/sigma0) + (sigma0^2 + (mu0 - mu1)^2) / (2 sigma1^2) - 1/2
+        return (logstd1 - logstd0 + ((2 * logstd0).exp() + (mean0 - mean1) ** 2) / (2 * (2 * logstd1).exp()) - 0.5).sum(-1)
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The most likely action, for evaluation."""
         out = self.actor(obs)
         return out.argmax(-1) if self.discrete else out
+
+
+# --- acting in the rollout: a numpy copy of the actor ---
+class NumpyPolicy:
+    """Samples a ~ pi(.|s) with a numpy copy of the actor's weights, for the rollout only.
+
+    The rollout asks for num_envs actions at a time, one env step after another. For batches
+    that small torch spends most of its time dispatching ops: the same forward pass and
+    sample take about 15 us in numpy and 85-125 us in torch (CartPole, 4 envs, measured), and
+    the rollout makes one call per env step. The copy is taken before each rollout, while
+    the policy is fixed, and the update recomputes log pi_old(a|s) with torch from the stored
+    actions, so PPO's ratio is exact.
+    """
+
+    def __init__(self, agent: Agent, rng: np.random.Generator):
+        linears = [m for m in agent.actor if isinstance(m, nn.Linear)]
+        self.layers = [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy()) for m in linears]
+        self.std = None if agent.discrete else agent.actor_logstd.detach().cpu().exp().numpy()
+        self.rng = rng
+
+    def sample(self, obs: np.ndarray) -> np.ndarray:
+        x = obs
+        for weight, bias in self.layers[:-1]:
+            x = np.tanh(x @ weight + bias)
+        weight, bias = self.layers[-1]
+        out = x @ weight + bias  # logits, or the Gaussian mean
+        if self.std is None:
+            # Gumbel-max: argmax(logits + G), G ~ Gumbel(0,1), is a sample of softmax(logits)
+            return (out + self.rng.gumbel(size=out.shape)).argmax(-1)
+        return (out + self.std * self.rng.standard_normal(out.shape)).astype(np.float32)  # mean + std * N(0, I)
 
 
 # --- the math: advantages and losses ---
@@ -381,6 +423,7 @@ def main(args: Args) -> dict:
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)  # the rollout's action sampling
     torch.backends.cudnn.deterministic = args.torch_deterministic
     # Networks this small run faster on one thread than with the thread pool's overhead.
     torch.set_num_threads(1)
@@ -426,11 +469,11 @@ def main(args: Args) -> dict:
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - (iteration - 1.0) / num_iterations)
 
         # --- rollout: num_steps steps of num_envs envs with the current policy ---
+        policy = NumpyPolicy(agent, rng)
         for step in range(args.num_steps):
             global_step += args.num_envs
             obs_buf[step] = obs
-            with torch.no_grad():
-                action = agent.sample(torch.from_numpy(obs).to(device)).cpu().numpy()
+            action = policy.sample(obs)
             actions_buf[step] = action
             if continuous:  # the Gaussian sample is stored; only the env sees it clipped
                 action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
@@ -478,7 +521,7 @@ def main(args: Args) -> dict:
             values = agent.value(b_obs).reshape(args.num_steps, args.num_envs).cpu().numpy()
             next_values = agent.value(torch.from_numpy(next_obs_buf).to(device)).cpu().numpy()
             b_old_params = agent.dist_params(b_obs)
-            b_logprobs = agent.dist(b_old_params).log_prob(b_actions)
+            b_logprobs, _ = agent.log_prob_entropy(b_old_params, b_actions)
         next_values = next_values * (1.0 - terminated_buf)  # V(s_{t+1}) = 0 after termination
 
         # --- advantage: GAE(lambda); value target R_t = A_t + V(s_t) ---
@@ -492,8 +535,9 @@ def main(args: Args) -> dict:
         clipfracs, kls = [], []
         for epoch in range(args.update_epochs):
             for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
-                new_dist = agent.dist(agent.dist_params(b_obs[mb]))
-                new_logprob = new_dist.log_prob(b_actions[mb])
+                mb_obs = b_obs[mb]
+                new_params = agent.dist_params(mb_obs)
+                new_logprob, entropy = agent.log_prob_entropy(new_params, b_actions[mb])
                 logratio = new_logprob - b_logprobs[mb]
                 ratio = logratio.exp()  # pi(a|s) / pi_old(a|s)
 
@@ -510,12 +554,12 @@ def main(args: Args) -> dict:
                 if args.loss == "clip":
                     pg_loss = clip_policy_loss(ratio, mb_advantages, args.clip_coef)
                 else:
-                    kl = torch.distributions.kl_divergence(agent.dist(b_old_params[mb]), new_dist)
+                    kl = agent.kl(b_old_params[mb], new_params)
                     pg_loss = kl_penalty_policy_loss(ratio, mb_advantages, kl, kl_beta)
                     kls.append(kl.detach().mean())
 
-                v_loss = value_loss(agent.value(b_obs[mb]), b_values[mb], b_returns[mb], args.clip_coef, args.clip_vloss)
-                entropy_loss = new_dist.entropy().mean()
+                v_loss = value_loss(agent.value(mb_obs), b_values[mb], b_returns[mb], args.clip_coef, args.clip_vloss)
+                entropy_loss = entropy.mean()
                 loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
 
                 optimizer.zero_grad()

@@ -36,9 +36,9 @@ def load_script(path: str):
     return module
 
 
-def env_only_rate(module, script_args, seconds: float) -> float:
+def env_only_rate(module, env_id: str, num_envs: int, seconds: float) -> float:
     """Random actions through the script's own vector env: the steps/s no agent can beat."""
-    envs = module.make_envs(script_args.env_id, script_args.num_envs)
+    envs = module.make_envs(env_id, num_envs)
     envs.reset(seed=0)
     envs.action_space.seed(0)
     actions = [envs.action_space.sample() for _ in range(1000)]
@@ -46,7 +46,7 @@ def env_only_rate(module, script_args, seconds: float) -> float:
     while time.perf_counter() - start < seconds:
         for a in actions:
             envs.step(a)
-        steps += len(actions) * script_args.num_envs
+        steps += len(actions) * num_envs
     rate = steps / (time.perf_counter() - start)
     envs.close()
     return rate
@@ -123,7 +123,9 @@ def main():
     script = os.path.join(REPO, opts.script)
     module = load_script(script)
     script_args = tyro.cli(module.Args, args=passthrough)
-    env_rate = env_only_rate(module, script_args, opts.env_only_seconds)
+    # reinforce.py plays one episode per env: its number of envs is --num-episodes
+    num_envs = script_args.num_envs if hasattr(script_args, "num_envs") else script_args.num_episodes
+    env_rate = env_only_rate(module, script_args.env_id, num_envs, opts.env_only_seconds)
 
     rows = [run_seed(script, s, passthrough, opts.threshold, opts.stop_at_threshold, opts.timeout) for s in opts.seeds]
 
@@ -147,7 +149,7 @@ def main():
                  ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds"]) + " |")
     summary = [
         f"command: `{command}`",
-        f"env: {script_args.env_id}, {script_args.num_envs} envs; threshold: {opts.threshold}; "
+        f"env: {script_args.env_id}, {num_envs} envs; threshold: {opts.threshold}; "
         f"seeds reaching it: {reached}/{len(rows)}",
         f"env-only rate (random actions, same vector env): {env_rate:,.0f} steps/s; "
         f"median SPS / env-only = {fmt(sps_fraction)}",

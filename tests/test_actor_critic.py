@@ -1,0 +1,112 @@
+"""Tests of actor_critic.py: the losses by hand, the shared trunk, that it learns, reproducibility,
+save/evaluate, wandb offline, and the errors for bad sizes. GAE, episode boundaries and the
+shared errors are checked for every script in test_shared.py."""
+
+import re
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import actor_critic
+from conftest import ROOT
+
+
+def best_mean10(out: str) -> float:
+    """The highest mean of 10 consecutive episodic returns printed in a run (the benchmark's criterion)."""
+    returns = [float(r) for r in re.findall(r"^global_step=\d+, episodic_return=([-0-9.]+)$", out, re.M)]
+    return max(np.mean(returns[i - 10 : i]) for i in range(10, len(returns) + 1))
+
+
+# --- the losses, by hand ---
+def test_policy_gradient_loss_by_hand():
+    logprobs = torch.log(torch.tensor([0.5, 0.25]))
+    advantages = torch.tensor([1.0, -2.0])
+    # L = -(1*ln 0.5 + (-2)*ln 0.25) / 2 = -(-0.693147 + 2.772589) / 2 = -1.039721
+    assert actor_critic.policy_gradient_loss(logprobs, advantages).item() == pytest.approx(-1.039721, abs=1e-6)
+
+
+def test_value_loss_by_hand():
+    values, returns = torch.tensor([1.0, 0.0, 2.0]), torch.tensor([3.0, -1.0, 2.0])
+    assert actor_critic.value_loss(values, returns).item() == pytest.approx(0.5 * (4 + 1 + 0) / 3)
+
+
+# --- actor and critic: separate, or one trunk with two last layers ---
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_the_value_loss_reaches_the_actor_only_through_a_shared_trunk(shared_trunk):
+    torch.manual_seed(0)
+    agent = actor_critic.Agent(4, gym.spaces.Discrete(2), shared_trunk=shared_trunk)
+    obs = torch.randn(8, 4)
+    params, values = agent.dist_params_and_value(obs)
+    torch.testing.assert_close(params, agent.actor(obs))  # one pass gives what the two heads give alone
+    torch.testing.assert_close(values, agent.value(obs))
+    actor_critic.value_loss(values, torch.ones(8)).backward()
+    first_actor_layer = agent.actor_trunk[0].weight
+    assert (first_actor_layer.grad is not None and first_actor_layer.grad.abs().sum() > 0) == shared_trunk
+    assert agent.actor_head.weight.grad is None  # the actor's last layer is never the critic's
+    n_params = sum(p.numel() for p in agent.parameters())
+    assert n_params == (4 * 64 + 64 + 64 * 64 + 64) * (1 if shared_trunk else 2) + (64 * 2 + 2) + (64 + 1)
+
+
+# --- it learns, reproducibly, and round-trips through save/evaluate ---
+def test_cartpole_learns_and_the_saved_policy_round_trips(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    result = actor_critic.main(actor_critic.Args(seed=1, save_model=True, eval_episodes=2))  # default args
+    assert best_mean10(capsys.readouterr().out) >= 475  # random play: about 20
+    returns = actor_critic.evaluate(result["model_path"], eval_episodes=2, seed=5)
+    assert returns == actor_critic.evaluate(result["model_path"], eval_episodes=2, seed=5)
+    assert min(returns) > 100
+
+
+def test_shared_trunk_learns_cartpole(capsys):
+    actor_critic.main(actor_critic.Args(seed=1, shared_trunk=True))
+    assert best_mean10(capsys.readouterr().out) >= 200
+
+
+def test_pendulum_smoke_run_saves_its_normalization(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = actor_critic.main(actor_critic.Args(env_id="Pendulum-v1", total_timesteps=4096, num_envs=4, num_steps=32,
+                                                 save_model=True, eval_episodes=1))
+    checkpoint = torch.load(result["model_path"], weights_only=False)
+    assert checkpoint["obs_rms"]["count"] > 4000
+    assert np.isfinite(result["mean_return_last10"]) and np.isfinite(result["eval_mean_return"])
+
+
+def test_same_seed_gives_identical_episodes(capsys):
+    def episode_lines(seed):
+        actor_critic.main(actor_critic.Args(seed=seed, total_timesteps=8192))
+        return [l for l in capsys.readouterr().out.splitlines() if "episodic_return=" in l]
+
+    first, second, other = episode_lines(3), episode_lines(3), episode_lines(4)
+    assert len(first) > 20 and first == second
+    assert first != other
+
+
+def test_track_writes_an_offline_wandb_run(offline_wandb):
+    actor_critic.main(actor_critic.Args(track=True, total_timesteps=2048))
+    data = offline_wandb()
+    for key in [b"charts/episodic_return", b"losses/policy_loss", b"losses/value_loss", b"losses/explained_variance"]:
+        assert key in data
+
+
+# --- bad input specific to actor_critic.py (the shared ones are in test_shared.py) ---
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_envs=0), "--num-envs must be a positive integer"),
+        (dict(num_steps=-1), "--num-steps must be a positive integer"),
+        (dict(total_timesteps=100), "smaller than one rollout"),
+    ],
+)
+def test_bad_sizes_get_a_clear_error(kwargs, message, capsys):
+    with pytest.raises(actor_critic.UsageError, match=message):
+        actor_critic.main(actor_critic.Args(**kwargs))
+    assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
+
+
+def test_help_describes_the_shared_trunk():
+    help_text = subprocess.run([sys.executable, "actor_critic.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "--shared-trunk" in help_text and "differ only in their last layer" in help_text

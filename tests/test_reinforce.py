@@ -1,0 +1,149 @@
+"""Tests of reinforce.py: returns and the loss against hand computation, episode collection
+on gymnasium 1.x, that it learns, save/evaluate, wandb offline, and the clear errors."""
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import reinforce
+from conftest import ROOT
+
+
+# --- returns against explicit sums ---
+def test_reward_to_go_matches_explicit_sums():
+    rewards = np.array([1.0, -2.0, 0.5, 3.0])
+    gamma = 0.9
+    expected = [sum(gamma ** (k - t) * rewards[k] for k in range(t, 4)) for t in range(4)]
+    np.testing.assert_allclose(reinforce.reward_to_go(rewards, gamma), expected)
+
+
+def test_reward_to_go_bootstraps_from_the_last_value():
+    rewards = np.array([1.0, 1.0, 1.0])
+    gamma, v_final = 0.5, 8.0
+    # G_2 = 1 + 0.5*8 = 5; G_1 = 1 + 0.5*5 = 3.5; G_0 = 1 + 0.5*3.5 = 2.75
+    np.testing.assert_allclose(reinforce.reward_to_go(rewards, gamma, last_value=v_final), [2.75, 3.5, 5.0])
+
+
+def test_total_return_weights_every_step_by_the_discounted_episode_return():
+    rewards = np.array([1.0, 2.0, 3.0])
+    gamma = 0.5
+    g0 = 1.0 + 0.5 * 2.0 + 0.25 * 3.0
+    np.testing.assert_allclose(reinforce.total_return(rewards, gamma), [g0, g0, g0])
+    np.testing.assert_allclose(reinforce.total_return(rewards, 1.0), [6.0, 6.0, 6.0])  # gamma=1: the plain sum
+
+
+def test_policy_gradient_loss_on_a_two_step_batch_by_hand():
+    # Two steps, two actions each with logits (0, ln 3) -> pi = (1/4, 3/4).
+    logprobs = torch.log(torch.tensor([0.25, 0.75]))  # a_0 = 0, a_1 = 1
+    weights = torch.tensor([2.0, -1.0])
+    # L = -(2*ln(1/4) + (-1)*ln(3/4)) / 2 = (2*1.386294 - 0.287682) / 2 = 1.242453
+    assert reinforce.policy_gradient_loss(logprobs, weights).item() == pytest.approx(1.242453, abs=1e-6)
+
+
+def test_policy_gradient_loss_gradient_on_the_logits_by_hand():
+    # d/dlogits of -w*log softmax(logits)[a] = -w*(onehot(a) - pi); for one step, pi = (1/4, 3/4), a = 0, w = 2
+    logits = torch.tensor([[0.0, np.log(3.0)]], requires_grad=True)
+    logprob = logits.log_softmax(-1)[:, 0]
+    reinforce.policy_gradient_loss(logprob, torch.tensor([2.0])).backward()
+    np.testing.assert_allclose(logits.grad.numpy(), [[-2.0 * 0.75, 2.0 * 0.75]], rtol=1e-6)
+
+
+def test_log_prob_matches_torch_distributions():
+    torch.manual_seed(0)
+    obs = torch.randn(6, 3)
+    agent = reinforce.Agent(3, gym.spaces.Discrete(4))
+    actions = torch.tensor([0, 1, 2, 3, 1, 0])
+    reference = torch.distributions.Categorical(logits=agent.actor(obs)).log_prob(actions)
+    torch.testing.assert_close(agent.log_prob(obs, actions), reference)
+    agent = reinforce.Agent(3, gym.spaces.Box(-1, 1, (2,)))
+    with torch.no_grad():
+        agent.actor_logstd.copy_(torch.tensor([-0.5, 0.3]))
+    actions = torch.randn(6, 2)
+    normal = torch.distributions.Normal(agent.actor(obs), agent.actor_logstd.exp())
+    torch.testing.assert_close(agent.log_prob(obs, actions), normal.log_prob(actions).sum(-1))
+
+
+# --- it learns, and round-trips through save/evaluate ---
+def test_cartpole_learns_and_the_saved_policy_reproduces_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = reinforce.main(reinforce.Args(seed=1, save_model=True, total_timesteps=150_000))
+    assert result["mean_return_last10"] >= 400  # random play: about 20
+    assert result["eval_mean_return"] >= 400
+    returns_a = reinforce.evaluate(result["model_path"], eval_episodes=2, seed=5)
+    assert returns_a == reinforce.evaluate(result["model_path"], eval_episodes=2, seed=5)
+
+
+def test_pendulum_smoke_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = reinforce.main(reinforce.Args(env_id="Pendulum-v1", total_timesteps=4000, num_episodes=4, save_model=True,
+                                           eval_episodes=1))
+    assert result["global_step"] == 4000  # 2 batches of 4 episodes of 200 steps
+    assert np.isfinite(result["mean_return_last10"]) and np.isfinite(result["eval_mean_return"])
+
+
+def test_each_batch_is_whole_episodes_and_only_those(capsys):
+    # Every printed episode is one env's whole episode: the step counts add up exactly.
+    reinforce.main(reinforce.Args(seed=2, total_timesteps=2000, num_episodes=4))
+    out = capsys.readouterr().out
+    lines = [l for l in out.splitlines() if "episodic_return=" in l]
+    returns = [float(l.split("episodic_return=")[1]) for l in lines]
+    steps = [int(l.split(",")[0].split("=")[1]) for l in lines]
+    # CartPole pays 1 per step, so the returns are the episode lengths and they sum to the step count.
+    assert sum(returns) == steps[-1]
+    assert len(lines) % 4 == 0
+
+
+def test_same_seed_gives_identical_episodes(capsys):
+    def episode_lines(seed):
+        reinforce.main(reinforce.Args(seed=seed, total_timesteps=3000))
+        return [l for l in capsys.readouterr().out.splitlines() if "episodic_return=" in l]
+
+    first, second, other = episode_lines(3), episode_lines(3), episode_lines(4)
+    assert len(first) > 20 and first == second
+    assert first != other
+
+
+def test_track_writes_an_offline_wandb_run(offline_wandb):
+    reinforce.main(reinforce.Args(track=True, total_timesteps=1000))
+    data = offline_wandb()
+    for key in [b"charts/episodic_return", b"losses/policy_loss", b"losses/value_loss", b"charts/SPS"]:
+        assert key in data
+
+
+# --- bad input specific to reinforce.py (the shared ones are in test_shared.py) ---
+class OneStepToy(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,))
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+gym.register("rlref/EndlessToy-v0", entry_point=OneStepToy)  # registered without a time limit
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(env_id="rlref/EndlessToy-v0"), "has no time limit"),
+        (dict(num_episodes=0), "--num-episodes must be a positive integer"),
+        (dict(value_steps=-1), "--value-steps must be a positive integer"),
+        (dict(gamma=1.5), "--gamma must be in"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
+    with pytest.raises(reinforce.UsageError, match=message):
+        reinforce.main(reinforce.Args(**kwargs))
+    assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
+
+
+def test_help_describes_the_choices():
+    help_text = subprocess.run([sys.executable, "reinforce.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "--weight {total,reward-to-go}" in help_text and "a learned V(s_t)" in help_text
