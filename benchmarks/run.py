@@ -88,6 +88,7 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
         result = json.loads(last_line)
         out["sps"] = result.get("sps", out["sps"])
         out["final_mean"] = result.get("mean_return_last10")
+        out["eval_mean"] = result.get("eval_mean_return")  # with --save-model: the saved policy's evaluation
     elif recent:
         out["final_mean"] = float(np.mean(recent))
     if proc.returncode not in (0, -9) and out["final_mean"] is None:
@@ -130,23 +131,26 @@ def main():
     rows = [run_seed(script, s, passthrough, opts.threshold, opts.stop_at_threshold, opts.timeout) for s in opts.seeds]
 
     def median(key):
-        values = [r[key] for r in rows if r[key] is not None]
+        values = [r.get(key) for r in rows if r.get(key) is not None]
         return statistics.median(values) if values else None
 
     reached = sum(r["steps_to_threshold"] is not None for r in rows)
-    med = {k: median(k) for k in ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds"]}
+    med = {k: median(k) for k in ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds", "eval_mean"]}
     command = f"python benchmarks/run.py {opts.script} " + (f"--threshold {opts.threshold:g} " if opts.threshold is not None else "")
     command += ("--stop-at-threshold " if opts.stop_at_threshold else "") + "--seeds " + " ".join(map(str, opts.seeds))
     command += (" -- " + " ".join(passthrough)) if passthrough else ""
     sps_fraction = med["sps"] / env_rate if med["sps"] else None
 
+    keys = ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds"]
     header = ["seed", "steps to thr", "s to thr", "final mean10", "SPS", "process s"]
+    if any(r.get("eval_mean") is not None for r in rows):
+        keys.append("eval_mean")
+        header.append("eval mean (saved policy)")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
-        cells = [r["seed"], r["steps_to_threshold"], r["seconds_to_threshold"], r["final_mean"], r["sps"], r["process_seconds"]]
+        cells = [r["seed"]] + [r.get(k) for k in keys]
         lines.append("| " + " | ".join(fmt(c) for c in cells) + " |" + (f" {r['error']}" if "error" in r else ""))
-    lines.append("| **median** | " + " | ".join(fmt(med[k]) for k in
-                 ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds"]) + " |")
+    lines.append("| **median** | " + " | ".join(fmt(med[k]) for k in keys) + " |")
     summary = [
         f"command: `{command}`",
         f"env: {script_args.env_id}, {num_envs} envs; threshold: {opts.threshold}; "

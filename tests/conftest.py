@@ -2,6 +2,8 @@ import glob
 import os
 import sys
 
+import gymnasium as gym
+import numpy as np
 import pytest
 
 # The scripts live at the repository root; make them importable as modules from tests.
@@ -31,3 +33,31 @@ def offline_wandb(tmp_path, monkeypatch):
 
     yield the_run
     wandb.teardown()
+
+
+# --- toy envs that each script must refuse with a clear error ---
+class MultiDiscreteToy(gym.Env):
+    observation_space = gym.spaces.Box(-1, 1, (2,))
+    action_space = gym.spaces.MultiDiscrete([2, 3])
+
+    def reset(self, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        return np.zeros(2, np.float32), 0.0, True, False, {}
+
+
+class DictObsToy(MultiDiscreteToy):
+    observation_space = gym.spaces.Dict({"a": gym.spaces.Box(-1, 1, (2,))})
+    action_space = gym.spaces.Discrete(2)
+
+
+class NeedsMissingPackageToy(MultiDiscreteToy):
+    def __init__(self):
+        raise gym.error.DependencyNotInstalled('FakeSim is not installed, run `pip install fakesim`')
+
+
+# With a time limit, as reinforce.py only plays episodes that end.
+gym.register("rlref/MultiDiscreteToy-v0", entry_point=MultiDiscreteToy, max_episode_steps=10)
+gym.register("rlref/NeedsMissingPackageToy-v0", entry_point=NeedsMissingPackageToy, max_episode_steps=10)
+gym.register("rlref/DictObsToy-v0", entry_point=DictObsToy, max_episode_steps=10)

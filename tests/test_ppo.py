@@ -124,6 +124,7 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
         (dict(num_steps=-1), "--num-steps must be a positive integer"),
         (dict(update_epochs=0), "--update-epochs must be a positive integer"),
         (dict(total_timesteps=100), "smaller than one rollout"),
+        (dict(env_id="rlref/MultiDiscreteToy-v0"), "ppo.py handles Discrete and 1-D Box action spaces; "),
     ],
 )
 def test_bad_sizes_get_a_clear_error(kwargs, message, capsys):

@@ -1,0 +1,127 @@
+"""Tests of dqn.py: the Bellman target by hand (vanilla and Double DQN; terminal, truncated and
+ongoing transitions), the ring buffer, the epsilon schedule, that it learns, save/evaluate,
+wandb offline, and the clear errors. The final-obs handling at an autoreset and the shared
+errors are checked in test_shared.py."""
+
+import re
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import dqn
+from conftest import ROOT
+
+
+# --- the Bellman target, by hand ---
+# Three transitions, gamma = 0.9, two actions:
+#   0: ongoing                (terminated 0), r = 1
+#   1: truncated by time limit (terminated 0), r = 2: still bootstraps
+#   2: terminated              (terminated 1), r = 3: no bootstrap
+REWARDS = torch.tensor([1.0, 2.0, 3.0])
+TERMINATED = torch.tensor([0.0, 0.0, 1.0])
+NEXT_Q_TARGET = torch.tensor([[5.0, 1.0], [2.0, 4.0], [7.0, 8.0]])
+NEXT_Q_ONLINE = torch.tensor([[0.0, 9.0], [3.0, 1.0], [1.0, 0.0]])  # its argmax: 1, 0, 0
+
+
+def test_dqn_target_by_hand():
+    # y = r + gamma*(1 - terminated)*max_a' Q_target(s', a'):  1 + .9*5 = 5.5;  2 + .9*4 = 5.6;  3
+    y = dqn.td_target(REWARDS, TERMINATED, NEXT_Q_TARGET, 0.9)
+    torch.testing.assert_close(y, torch.tensor([5.5, 5.6, 3.0]))
+
+
+def test_double_dqn_target_by_hand():
+    # y = r + gamma*(1 - terminated)*Q_target(s', argmax_a' Q_online(s', a')):  1 + .9*1 = 1.9;  2 + .9*2 = 3.8;  3
+    y = dqn.td_target(REWARDS, TERMINATED, NEXT_Q_TARGET, 0.9, NEXT_Q_ONLINE)
+    torch.testing.assert_close(y, torch.tensor([1.9, 3.8, 3.0]))
+
+
+# --- replay buffer, exploration ---
+def test_ring_buffer_wraps_and_samples_only_stored_rows():
+    buffer = dqn.ReplayBuffer(capacity=5, obs_dim=1, rng=np.random.default_rng(0))
+    for start in [0, 3]:  # two batches of 3 envs: rows 0,1,2 then 3,4 and (wrapping) 0
+        values = np.arange(start, start + 3, dtype=np.float32)
+        buffer.add(values[:, None], values[:, None] + 100, values.astype(np.int64), values, np.zeros(3))
+        if start == 0:
+            obs, actions, rewards, next_obs, terminated = buffer.sample(1000)
+            assert set(obs[:, 0]) == {0.0, 1.0, 2.0}  # only what was stored, never the empty rows
+    assert buffer.size == 5 and buffer.pos == 1
+    np.testing.assert_array_equal(buffer.obs[:, 0], [5, 1, 2, 3, 4])  # transition 5 overwrote the oldest, 0
+    obs, actions, rewards, next_obs, terminated = buffer.sample(1000)
+    assert set(obs[:, 0]) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    np.testing.assert_array_equal(next_obs[:, 0], obs[:, 0] + 100)  # rows stay aligned across the arrays
+    np.testing.assert_array_equal(rewards, obs[:, 0])
+
+
+def test_epsilon_schedule_endpoints():
+    assert dqn.linear_schedule(1.0, 0.05, 1000, 0) == 1.0
+    assert dqn.linear_schedule(1.0, 0.05, 1000, 500) == pytest.approx(0.525)
+    assert dqn.linear_schedule(1.0, 0.05, 1000, 1000) == pytest.approx(0.05)
+    assert dqn.linear_schedule(1.0, 0.05, 1000, 10_000) == pytest.approx(0.05)  # stays at end_e
+
+
+def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
+    rng = np.random.default_rng(0)
+    q_values = np.tile([0.0, 3.0, 1.0], (30_000, 1))
+    assert (dqn.epsilon_greedy(q_values, 0.0, rng) == 1).all()
+    counts = np.bincount(dqn.epsilon_greedy(q_values, 1.0, rng), minlength=3) / 30_000
+    np.testing.assert_allclose(counts, [1 / 3] * 3, atol=0.015)
+    # epsilon 0.3: the greedy action gets 0.7 + 0.3/3
+    assert (dqn.epsilon_greedy(q_values, 0.3, rng) == 1).mean() == pytest.approx(0.8, abs=0.015)
+
+
+def test_numpy_q_matches_the_torch_network():
+    torch.manual_seed(0)
+    q_network = dqn.QNetwork(4, 3)
+    obs = torch.randn(16, 4)
+    with torch.no_grad():
+        expected = q_network(obs).numpy()
+    np.testing.assert_allclose(dqn.NumpyQ(q_network)(obs.numpy()), expected, rtol=1e-5, atol=1e-6)
+
+
+# --- it learns, and round-trips through save/evaluate ---
+def test_cartpole_learns_and_the_greedy_policy_holds_up(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    result = dqn.main(dqn.Args(seed=1, total_timesteps=40_000, save_model=True, eval_episodes=3))
+    returns = [float(r) for r in re.findall(r"^global_step=\d+, episodic_return=([-0-9.]+)$", capsys.readouterr().out, re.M)]
+    assert max(np.mean(returns[i - 10 : i]) for i in range(10, len(returns))) >= 300  # random play: about 20
+    assert result["eval_mean_return"] >= 300
+    again = dqn.evaluate(result["model_path"], eval_episodes=2, seed=5)
+    assert again == dqn.evaluate(result["model_path"], eval_episodes=2, seed=5)
+
+
+def test_track_writes_an_offline_wandb_run(offline_wandb):
+    dqn.main(dqn.Args(track=True, total_timesteps=3000, learning_starts=1000))
+    data = offline_wandb()
+    for key in [b"charts/episodic_return", b"charts/epsilon", b"losses/td_loss", b"losses/q_values", b"charts/SPS"]:
+        assert key in data
+
+
+# --- bad input specific to dqn.py (the shared ones are in test_shared.py) ---
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(env_id="Pendulum-v1"), "dqn.py needs a discrete action space; .* use ppo.py for continuous control"),
+        (dict(env_id="rlref/MultiDiscreteToy-v0"), "dqn.py needs a discrete action space"),
+        (dict(batch_size=64, buffer_size=32), "--batch-size \\(64\\) is larger than --buffer-size \\(32\\)"),
+        (dict(learning_starts=10, batch_size=64), "--learning-starts \\(10\\) must be at least --batch-size"),
+        (dict(num_envs=0), "--num-envs must be a positive integer"),
+        (dict(train_frequency=0), "--train-frequency must be a positive integer"),
+        (dict(tau=0.0), "--tau must be in \\(0, 1\\]"),
+        (dict(end_e=1.5), "--end-e must be in \\[0, 1\\]"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
+    with pytest.raises(dqn.UsageError, match=message):
+        dqn.main(dqn.Args(**kwargs))
+    assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
+
+
+def test_continuous_env_is_refused_in_one_line_on_the_cli():
+    bad = subprocess.run([sys.executable, "dqn.py", "--env-id", "Pendulum-v1"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr.strip().startswith("dqn.py: error: dqn.py needs a discrete action space; Pendulum-v1 has Box(")
+    assert bad.stderr.strip().endswith("use ppo.py for continuous control")
