@@ -58,10 +58,12 @@ class Args:
     # Algorithm specific arguments
     env_id: str = "CartPole-v1"
     """the id of the environment"""
-    total_timesteps: int = 60_000
+    total_timesteps: int = 50_000
     """total environment steps of the experiment"""
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     """the learning rate of the Adam optimizer"""
+    anneal_lr: bool = True
+    """if toggled, the learning rate decays linearly to 0 over `total-timesteps` (steadies the final greedy policy)"""
     num_envs: int = 4
     """the number of parallel environments"""
     buffer_size: int = 100_000
@@ -70,7 +72,7 @@ class Args:
     """the discount factor gamma"""
     tau: float = 1.0
     """the target network update rate: theta_target <- tau*theta + (1 - tau)*theta_target (1.0: hard copy)"""
-    target_network_frequency: int = 250
+    target_network_frequency: int = 200
     """the number of env steps between target network updates"""
     batch_size: int = 128
     """the number of transitions sampled from the replay buffer per gradient step"""
@@ -375,6 +377,8 @@ def main(args: Args) -> dict:
             continue
 
         # --- learn: one gradient step per train_frequency env steps (num_envs arrive at a time) ---
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_timesteps)
         for _ in range(global_step // args.train_frequency - previous_step // args.train_frequency):
             b_obs, b_actions, b_rewards, b_next_obs, b_terminated = (
                 torch.from_numpy(x).to(device) for x in buffer.sample(args.batch_size)

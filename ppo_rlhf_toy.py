@@ -1,0 +1,670 @@
+"""RLHF on a toy language, end to end on a CPU: SFT, a reward model from preferences, PPO.
+
+The last chapter: ppo.py applied to a language model. A response is an episode, each token an
+action, and the only reward is a learned reward model's score at the end. Three stages:
+(1) SFT: a tiny transformer learns a hidden "true language"; (2) a reward model learns from
+pairs of SFT samples labelled by a hidden gold scorer (the stand-in for human raters);
+(3) PPO with four models (frozen reference, LoRA policy, frozen reward model, value model) and
+a per-token KL penalty that keeps the policy near the reference. `--beta 0` shows why:
+the policy over-optimizes the learned proxy while the gold score falls.
+
+    python ppo_rlhf_toy.py
+    python ppo_rlhf_toy.py --beta 0 --rm-num-pairs 200
+"""
+
+import copy
+import json
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import tyro
+
+
+@dataclass
+class Args:
+    exp_name: str = "ppo_rlhf_toy"
+    """name of this experiment (part of the run name)"""
+    seed: int = 1
+    """seed of the experiment (the language, the data, the models and the sampling)"""
+    cuda: bool = False
+    """if toggled, run the models on the GPU (this toy is faster on the CPU)"""
+    track: bool = False
+    """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
+    wandb_project_name: str = "rlref"
+    """the wandb project name"""
+    wandb_entity: Optional[str] = None
+    """the wandb entity (team); None uses your default entity"""
+
+    # The toy language and the model
+    prompt_len: int = 3
+    """words per prompt"""
+    max_response_len: int = 10
+    """the most tokens a response may have, EOS included; a response without EOS by then is truncated"""
+    d_model: int = 64
+    """the transformer's width"""
+    n_layer: int = 2
+    """the number of transformer blocks"""
+    n_head: int = 4
+    """the number of attention heads"""
+
+    # Stage 1: SFT
+    sft_steps: int = 1500
+    """gradient steps of supervised fine-tuning on samples of the true language"""
+    sft_batch_size: int = 128
+    """sequences per SFT step"""
+    sft_learning_rate: float = 3e-3
+    """the learning rate of SFT"""
+
+    # Stage 2: reward model
+    rm_num_pairs: int = 2000
+    """preference pairs (two SFT responses to one prompt) the reward model learns from"""
+    rm_label_temperature: float = 0.3
+    """tau of the simulated raters: P(a preferred to b) = sigmoid((gold(a) - gold(b)) / tau)"""
+    rm_epochs: int = 4
+    """passes over the preference pairs"""
+    rm_batch_size: int = 64
+    """pairs per reward-model step"""
+    rm_learning_rate: float = 3e-3
+    """the learning rate of the reward model's LoRA and head"""
+    lora_rank: int = 8
+    """the rank r of every LoRA adapter (policy, reward model, value model)"""
+    lora_alpha: float = 16.0
+    """LoRA's scale is alpha / r"""
+
+    # Stage 3: PPO
+    num_updates: int = 60
+    """PPO updates (each samples one batch of responses)"""
+    batch_size: int = 256
+    """prompts (and responses) per PPO update"""
+    num_minibatches: int = 4
+    """minibatches per PPO epoch"""
+    ppo_epochs: int = 4
+    """passes over each batch of responses"""
+    learning_rate: float = 3e-3
+    """the learning rate of the policy's LoRA and the value model"""
+    temperature: float = 1.0
+    """sampling temperature; the same one divides the logits of the policy and the reference when log-probs are computed"""
+    beta: float = 0.1
+    """the KL coefficient: per-token reward -beta * KL_t (0 allowed: no KL penalty)"""
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    """per-token KL estimate: `k1` = log p - log p_ref; `k3` = (p_ref/p - 1) - log(p_ref/p), never negative"""
+    kl_target: Optional[float] = None
+    """if set, adapt beta so the sequence-level KL tracks this target (Ziegler et al. 2019)"""
+    kl_horizon: int = 10_000
+    """the adaptive KL controller's horizon, in responses"""
+    gamma: float = 1.0
+    """the discount factor over response tokens"""
+    gae_lambda: float = 0.95
+    """the lambda of token-level GAE"""
+    cliprange: float = 0.2
+    """the PPO clip range of the ratio"""
+    cliprange_value: float = 0.2
+    """the clip range of the value loss around the old values"""
+    vf_coef: float = 0.1
+    """the coefficient of the value loss"""
+    max_grad_norm: float = 1.0
+    """the maximum norm for gradient clipping"""
+    whiten_rewards: bool = False
+    """if toggled, whiten the per-token rewards of each batch before GAE"""
+    missing_eos_penalty: float = 1.0
+    """subtracted from the reward model's score of a response that has no EOS"""
+    value_model: Literal["reward", "shared"] = "reward"
+    """the critic: `reward`, a copy of the reward model (its trunk and head) trained as V; `shared`, a head on the policy's own trunk"""
+    eval_every: int = 10
+    """evaluate on held-out prompts every this many updates"""
+    eval_prompts: int = 512
+    """held-out prompts of each evaluation"""
+
+
+class UsageError(ValueError):
+    """A setting the script cannot run with; raised before training, printed as one line."""
+
+
+def check_args(args: Args):
+    """Refuse settings that cannot work, each with one line that says what to do."""
+    for name in ["prompt_len", "max_response_len", "d_model", "n_layer", "n_head", "sft_steps", "sft_batch_size",
+                 "rm_num_pairs", "rm_epochs", "rm_batch_size", "lora_rank", "num_updates", "batch_size",
+                 "num_minibatches", "ppo_epochs", "eval_every", "eval_prompts", "kl_horizon"]:
+        if getattr(args, name) < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    if args.d_model % args.n_head:
+        raise UsageError(f"--d-model ({args.d_model}) must be divisible by --n-head ({args.n_head})")
+    if args.batch_size % args.num_minibatches:
+        raise UsageError(f"--batch-size ({args.batch_size}) must be divisible by --num-minibatches ({args.num_minibatches})")
+    if args.beta < 0:
+        raise UsageError(f"--beta must be >= 0 (0: no KL penalty), got {args.beta}")
+    if args.temperature <= 0:
+        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
+    if args.rm_label_temperature <= 0:
+        raise UsageError(f"--rm-label-temperature must be > 0, got {args.rm_label_temperature}")
+    if args.kl_target is not None and args.kl_target <= 0:
+        raise UsageError(f"--kl-target must be > 0, got {args.kl_target}")
+    if args.cuda and not torch.cuda.is_available():
+        raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
+
+
+# --- the toy language: a hidden bigram chain, and a hidden gold scorer that plays the human ---
+PAD, BOS, SEP, EOS = 0, 1, 2, 3
+WORDS = ["sun", "rain", "cat", "dog", "tree", "sea", "red", "blue",
+         "happy", "sad", "run", "sleep", "big", "small", "good", "bad"]
+VOCAB = ["<pad>", "<bos>", "<sep>", "<eos>"] + WORDS  # token t >= 4 is WORDS[t - 4]
+
+
+class ToyLanguage:
+    """Sequences `BOS prompt SEP response EOS PAD...`. Words follow a sparse random bigram chain
+    (each word has 4 possible successors); the response continues the prompt's chain, and its
+    chance to end grows with its length: P(EOS after i words) = sigmoid(i - 4).
+
+    gold(response) = mean valence of its distinct words + 0.5 * mean log P_true(bigram)
+                     - 2 * [no EOS]
+    Valence rewards some words, fluency rewards the true language's word order; a response
+    that repeats one good word is not fluent, which a reward model that only ever saw fluent
+    SFT samples cannot know.
+    """
+
+    def __init__(self, seed: int):
+        rng = np.random.default_rng(seed)
+        n = len(WORDS)
+        self.valence = rng.uniform(-1.0, 1.0, n)
+        self.bigram = np.zeros((n, n))  # P(next word | word), 4 successors each
+        for w in range(n):
+            successors = rng.choice(n, 4, replace=False)
+            self.bigram[w, successors] = rng.dirichlet(np.ones(4))
+        self.log_bigram = np.log(self.bigram + 1e-3)  # smoothed: an impossible bigram costs about log(1e-3)
+
+    def sample(self, rng: np.random.Generator, n: int, prompt_len: int, max_response_len: int):
+        """n prompts (n, prompt_len) and the true language's responses to them (n, max_response_len)."""
+        words = np.zeros((n, prompt_len + max_response_len), np.int64)  # word indices, 0..15
+        words[:, 0] = rng.integers(0, len(WORDS), n)
+        responses = np.full((n, max_response_len), PAD)
+        ended = np.zeros(n, bool)
+        for t in range(1, prompt_len + max_response_len):
+            cdf = self.bigram[words[:, t - 1]].cumsum(1)
+            words[:, t] = np.minimum((rng.random((n, 1)) > cdf).sum(1), len(WORDS) - 1)
+            i = t - prompt_len  # the response position being written
+            if i >= 0:
+                eos_now = ~ended & (rng.random(n) < 1 / (1 + math.exp(-(i - 4))))
+                responses[:, i] = np.where(ended, PAD, np.where(eos_now, EOS, words[:, t] + 4))
+                ended |= eos_now
+        return words[:, :prompt_len] + 4, responses
+
+    def gold_score(self, prompts: np.ndarray, responses: np.ndarray) -> np.ndarray:
+        scores = np.zeros(len(prompts))
+        for j, (prompt, response) in enumerate(zip(prompts, responses)):
+            has_eos = EOS in response
+            words = [t - 4 for t in response[: list(response).index(EOS) if has_eos else len(response)]]
+            valence = self.valence[list(set(words))].mean() if words else -1.0
+            chain = [prompt[-1] - 4] + words
+            fluency = np.mean([self.log_bigram[a, b] for a, b in zip(chain[:-1], chain[1:])]) if words else 0.0
+            scores[j] = valence + 0.5 * fluency - 2.0 * (not has_eos)
+        return scores
+
+
+def to_text(tokens) -> str:
+    return " ".join(VOCAB[t] for t in tokens if t != PAD)
+
+
+# --- the model: a tiny causal transformer (pre-LN, no dropout) with a KV cache for sampling ---
+class Block(nn.Module):
+    def __init__(self, d_model: int, n_head: int):
+        super().__init__()
+        self.n_head = n_head
+        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.fc1, self.fc2 = nn.Linear(d_model, 4 * d_model), nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in self.qkv(self.ln1(x)).split(C, -1))
+        if cache is not None:  # KV cache: prepend the keys and values of the positions already seen
+            if "k" in cache:
+                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
+            cache["k"], cache["v"] = k, v
+        # T > 1 only for a whole sequence or a prompt into an empty cache: causal mask; one new
+        # token may attend to every cached position.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
+        return x + self.fc2(F.gelu(self.fc1(self.ln2(x))))
+
+
+class TinyLM(nn.Module):
+    def __init__(self, vocab_size: int, max_len: int, d_model: int, n_layer: int, n_head: int):
+        super().__init__()
+        self.tok_emb, self.pos_emb = nn.Embedding(vocab_size, d_model), nn.Embedding(max_len, d_model)
+        self.blocks = nn.ModuleList(Block(d_model, n_head) for _ in range(n_layer))
+        self.ln_f = nn.LayerNorm(d_model)
+        self.lm_head = nn.Linear(d_model, vocab_size)
+
+    def hidden(self, tokens: torch.Tensor, caches: Optional[list] = None, start: int = 0) -> torch.Tensor:
+        """The last layer's features (B, T, d_model) of tokens at positions start..start+T-1."""
+        x = self.tok_emb(tokens) + self.pos_emb(torch.arange(start, start + tokens.shape[1], device=tokens.device))
+        for i, block in enumerate(self.blocks):
+            x = block(x, None if caches is None else caches[i])
+        return self.ln_f(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.hidden(tokens))
+
+
+class ScalarModel(nn.Module):
+    """A trunk's features through a linear head to one number per position: the reward model, the value model."""
+
+    def __init__(self, trunk: TinyLM, d_model: int):
+        super().__init__()
+        self.trunk, self.head = trunk, nn.Linear(d_model, 1)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.trunk.hidden(tokens)).squeeze(-1)  # (B, T)
+
+
+# --- LoRA: a frozen base plus a trainable low-rank update ---
+class LoRALinear(nn.Module):
+    """y = x W^T + b + (alpha / r) * x A^T B^T, with W and b frozen. B = 0 at init, so the adapted
+    layer starts equal to the base layer; switched off, it is the base layer."""
+
+    def __init__(self, base: nn.Linear, rank: int, alpha: float):
+        super().__init__()
+        self.base = base.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
+        self.scale, self.enabled = alpha / rank, True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        return out + self.scale * (x @ self.lora_A.T) @ self.lora_B.T if self.enabled else out
+
+    def merged(self) -> nn.Linear:
+        """One plain layer with W + (alpha / r) * B A: the same function, no adapter cost."""
+        layer = copy.deepcopy(self.base)
+        with torch.no_grad():
+            layer.weight += self.scale * self.lora_B @ self.lora_A
+        return layer
+
+
+def add_lora(model: TinyLM, rank: int, alpha: float) -> TinyLM:
+    """Freeze every weight of the model, then put a LoRA adapter on each linear layer of its blocks."""
+    model.requires_grad_(False)
+    for block in model.blocks:
+        for name in ["qkv", "proj", "fc1", "fc2"]:
+            setattr(block, name, LoRALinear(getattr(block, name), rank, alpha))
+    return model
+
+
+@contextmanager
+def adapters_off(model: nn.Module):
+    """Inside this block the LoRA model computes its frozen base: how the policy serves as its own reference."""
+    layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    for m in layers:
+        m.enabled = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.enabled = True
+
+
+# --- sampling and log-probs: one temperature for sampling, recomputation and reference ---
+@torch.no_grad()
+def generate(lm: TinyLM, prompt_part: torch.Tensor, max_response_len: int, temperature: float,
+             generator: torch.Generator) -> torch.Tensor:
+    """Sample responses (B, max_response_len) from softmax(logits / T), with PAD after EOS."""
+    caches = [{} for _ in lm.blocks]
+    h = lm.hidden(prompt_part, caches)[:, -1]
+    finished = torch.zeros(len(prompt_part), dtype=torch.bool, device=prompt_part.device)
+    responses = torch.full((len(prompt_part), max_response_len), PAD, device=prompt_part.device)
+    for t in range(max_response_len):
+        probs = F.softmax(lm.lm_head(h) / temperature, -1)
+        token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        responses[:, t] = torch.where(finished, PAD, token)
+        finished |= token == EOS
+        if finished.all():
+            break
+        h = lm.hidden(responses[:, t : t + 1], caches, start=prompt_part.shape[1] + t)[:, -1]
+    return responses
+
+
+def response_mask(responses: torch.Tensor) -> torch.Tensor:
+    """1 for the response's tokens up to and including its EOS, 0 for the PAD after it."""
+    is_eos = (responses == EOS).long()
+    return (is_eos.cumsum(1) - is_eos == 0).float()  # no EOS strictly before this position
+
+
+def last_index(mask: torch.Tensor) -> torch.Tensor:
+    """The index of each response's last token: its EOS, or the last position if it has none."""
+    return mask.sum(1).long() - 1
+
+
+def response_logprobs(logits: torch.Tensor, responses: torch.Tensor, temperature: float):
+    """log pi(y_t | x, y_<t) of the sampled tokens and the entropy of pi at each response position,
+    from the logits of the positions that predict them, divided by the sampling temperature."""
+    logp_all = F.log_softmax(logits / temperature, -1)
+    logprobs = logp_all.gather(-1, responses.unsqueeze(-1)).squeeze(-1)
+    entropy = -(logp_all.exp() * logp_all).sum(-1)
+    return logprobs, entropy
+
+
+# --- the math: masked statistics, KL, rewards, GAE, losses ---
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return (x * mask).sum() / mask.sum()
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The (population) variance of the entries of x where mask is 1."""
+    return masked_mean((x - masked_mean(x, mask)) ** 2, mask)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; shift_mean=False keeps the mean (only rescales)."""
+    whitened = (x - masked_mean(x, mask)) * torch.rsqrt(masked_var(x, mask) + 1e-8)
+    return whitened if shift_mean else whitened + masked_mean(x, mask)
+
+
+def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Estimates of KL(pi || pi_ref) from tokens sampled from pi, one per token.
+    k1 = log pi - log pi_ref (unbiased; a single one can be negative)
+    k3 = (r - 1) - log r, r = pi_ref / pi (unbiased, never negative, lower variance)"""
+    log_ratio = logprobs - ref_logprobs
+    if estimator == "k1":
+        return log_ratio
+    return torch.expm1(-log_ratio) + log_ratio
+
+
+def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+    """r_t = -beta * KL_t on every response token, plus the score at the last token itself (the EOS),
+    not one past it; so sum_t r_t = score - beta * sum_t KL_t."""
+    rewards = -beta * kl * mask
+    rewards[torch.arange(len(scores)), last_index(mask)] += scores
+    return rewards
+
+
+def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
+    """A_t = sum_l (gamma*lam)^l delta_{t+l},  delta_t = r_t + gamma*V_{t+1} - V_t,  V = 0 after the last token.
+    Returns the advantages and the value targets A_t + V_t, both zero on padding."""
+    values = values * mask
+    advantages = torch.zeros_like(rewards)
+    running = torch.zeros(len(rewards), device=rewards.device)
+    for t in reversed(range(rewards.shape[1])):
+        next_values = values[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(running)
+        delta = rewards[:, t] + gamma * next_values - values[:, t]
+        running = delta + gamma * lam * running
+        advantages[:, t] = running
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cliprange: float):
+    """L = mean_t max(-A_t * ratio_t, -A_t * clip(ratio_t, 1-eps, 1+eps)),  ratio_t = pi(y_t)/pi_old(y_t).
+    Also returns the clip fraction, approx KL 0.5*E[(log ratio)^2] and the mean ratio."""
+    log_ratio = logprobs - old_logprobs
+    ratio = log_ratio.exp()
+    unclipped, clipped = -advantages * ratio, -advantages * ratio.clamp(1 - cliprange, 1 + cliprange)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    clipfrac = masked_mean((clipped > unclipped).float(), mask)
+    return loss, clipfrac, 0.5 * masked_mean(log_ratio**2, mask), masked_mean(ratio, mask)
+
+
+def clipped_value_loss(values, old_values, returns, mask, cliprange_value: float):
+    """L_V = 0.5 * mean_t max((V_t - R_t)^2, (V_old,t + clip(V_t - V_old,t, -c, c) - R_t)^2)"""
+    clipped = old_values + (values - old_values).clamp(-cliprange_value, cliprange_value)
+    return 0.5 * masked_mean(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask)
+
+
+def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tensor) -> torch.Tensor:
+    """-log P(chosen > rejected) = -log sigmoid(r_chosen - r_rejected), averaged over pairs."""
+    return -F.logsigmoid(chosen_scores - rejected_scores).mean()
+
+
+def adaptive_beta(beta: float, kl: float, kl_target: float, n_responses: int, horizon: int) -> float:
+    """Ziegler et al. 2019: beta <- beta * (1 + clip((KL - target) / target, -0.2, 0.2) * n / horizon)"""
+    error = min(max((kl - kl_target) / kl_target, -0.2), 0.2)
+    return beta * (1 + error * n_responses / horizon)
+
+
+# --- the PPO stage's forward passes ---
+def policy_and_value(policy: TinyLM, value_model: ScalarModel, tokens: torch.Tensor, responses: torch.Tensor,
+                     prompt_size: int, temperature: float):
+    """log pi(y_t), entropy and V(x, y_<t) at each response position. The features at position
+    prompt_size - 1 + t predict y_t; V is read at the same positions."""
+    h = policy.hidden(tokens)[:, prompt_size - 1 : -1]
+    logprobs, entropy = response_logprobs(policy.lm_head(h), responses, temperature)
+    if value_model.trunk is not policy:  # a separate critic runs its own trunk
+        h = value_model.trunk.hidden(tokens)[:, prompt_size - 1 : -1]
+    return logprobs, entropy, value_model.head(h).squeeze(-1)
+
+
+def score(reward_model: ScalarModel, tokens: torch.Tensor, prompt_size: int) -> torch.Tensor:
+    """The reward model's score, read at each response's last token (its EOS)."""
+    mask = response_mask(tokens[:, prompt_size:])
+    return reward_model(tokens)[torch.arange(len(tokens)), prompt_size + last_index(mask)]
+
+
+def with_prompt(prompts: torch.Tensor) -> torch.Tensor:
+    """`BOS prompt SEP`, the part every sequence starts with."""
+    n = len(prompts)
+    return torch.cat([prompts.new_full((n, 1), BOS), prompts, prompts.new_full((n, 1), SEP)], 1)
+
+
+@torch.no_grad()
+def evaluate(policy: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor,
+             args: Args, generator: torch.Generator) -> dict:
+    """Sample one response per held-out prompt and measure it: gold, proxy, KL to the reference, length."""
+    prompt_part = with_prompt(prompts)
+    responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
+    tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
+    logprobs, _ = response_logprobs(policy(tokens)[:, prompt_part.shape[1] - 1 : -1], responses, args.temperature)
+    with adapters_off(policy):
+        ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_part.shape[1] - 1 : -1], responses, args.temperature)
+    has_eos = (responses == EOS).any(1)
+    words = [[t for t in r.tolist() if t > EOS] for r in responses]
+    gold = language.gold_score(prompts.cpu().numpy(), responses.cpu().numpy())
+    return {
+        "gold_score": float(gold.mean()),
+        "gold_std": float(gold.std()),
+        "proxy_score": float(score(reward_model, tokens, prompt_part.shape[1]).mean()),
+        "kl": float(((logprobs - ref_logprobs) * mask).sum(1).mean()),  # sequence-level KL(pi || pi_ref), k1
+        "length": float(mask.sum(1).mean()),
+        "eos_rate": float(has_eos.float().mean()),
+        "distinct_ratio": float(np.mean([len(set(w)) / len(w) for w in words if w] or [0.0])),
+        "samples": [f"{to_text(p)} | {to_text(r)}" for p, r in zip(prompts[:3].tolist(), responses[:3].tolist())],
+    }
+
+
+def main(args: Args) -> dict:
+    check_args(args)
+    start_time = time.time()
+    run_name = f"{args.exp_name}__{args.seed}__{int(time.time())}"
+    if args.track:
+        import wandb
+
+        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_name)
+
+    # --- seeding ---
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)  # the sampling of responses
+    torch.set_num_threads(1)  # these models are too small for a thread pool
+    device = torch.device("cuda" if args.cuda else "cpu")
+    if args.cuda:
+        generator = torch.Generator(device).manual_seed(args.seed)
+    language = ToyLanguage(args.seed)
+    prompt_size = args.prompt_len + 2  # BOS prompt SEP
+    seq_len = prompt_size + args.max_response_len
+    new_prompts = lambda n: torch.from_numpy(language.sample(rng, n, args.prompt_len, 1)[0]).to(device)
+    eval_prompts = new_prompts(args.eval_prompts)
+
+    # --- stage 1: SFT on the true language (next-token cross-entropy, PAD not predicted) ---
+    sft = TinyLM(len(VOCAB), seq_len, args.d_model, args.n_layer, args.n_head).to(device)
+    optimizer = torch.optim.Adam(sft.parameters(), lr=args.sft_learning_rate)
+    for step in range(args.sft_steps):
+        prompts, responses = language.sample(rng, args.sft_batch_size, args.prompt_len, args.max_response_len)
+        tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1).to(device)
+        optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)  # linear decay to 0
+        sft_loss = F.cross_entropy(sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
+        optimizer.zero_grad()
+        sft_loss.backward()
+        optimizer.step()
+        if step % 500 == 0 or step == args.sft_steps - 1:
+            print(f"sft_step={step}, sft_loss={sft_loss.item():.4f}")
+    sft.requires_grad_(False)
+
+    # --- stage 2: preference pairs labelled by noisy gold raters, and a Bradley-Terry reward model ---
+    def preference_pairs(n):
+        """n prompts, two SFT responses each, and the rater's choice: P(a > b) = sigmoid((gold(a) - gold(b)) / tau)."""
+        prompts = new_prompts(n)
+        prompt_part = with_prompt(prompts)
+        a, b = (generate(sft, prompt_part, args.max_response_len, 1.0, generator) for _ in range(2))
+        gold_a, gold_b = (language.gold_score(prompts.cpu().numpy(), r.cpu().numpy()) for r in (a, b))
+        a_wins = rng.random(n) < 1 / (1 + np.exp(-(gold_a - gold_b) / args.rm_label_temperature))
+        chosen = torch.where(torch.from_numpy(a_wins).to(device)[:, None], a, b)
+        rejected = torch.where(torch.from_numpy(a_wins).to(device)[:, None], b, a)
+        gold_margin = torch.from_numpy(np.where(a_wins, gold_a - gold_b, gold_b - gold_a)).to(device)
+        return torch.cat([prompt_part, chosen], 1), torch.cat([prompt_part, rejected], 1), gold_margin
+
+    reward_model = ScalarModel(add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model).to(device)
+    chosen, rejected, _ = preference_pairs(args.rm_num_pairs)
+    optimizer = torch.optim.Adam([p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate)
+    for epoch in range(args.rm_epochs):
+        for idx in torch.randperm(args.rm_num_pairs, generator=generator).split(args.rm_batch_size):
+            rm_loss = bradley_terry_loss(score(reward_model, chosen[idx], prompt_size), score(reward_model, rejected[idx], prompt_size))
+            optimizer.zero_grad()
+            rm_loss.backward()
+            optimizer.step()
+    reward_model.requires_grad_(False)
+    with torch.no_grad():
+        # held-out accuracy against the gold order (the raters' noise removed)
+        test_chosen, test_rejected, gold_margin = preference_pairs(1000)
+        rm_margin = score(reward_model, test_chosen, prompt_size) - score(reward_model, test_rejected, prompt_size)
+        rm_accuracy = float(((rm_margin > 0) == (gold_margin > 0))[gold_margin != 0].float().mean())
+        # normalize: SFT samples score mean 0, std 1 (folded into the head)
+        sft_scores = torch.cat([score(reward_model, test_chosen, prompt_size), score(reward_model, test_rejected, prompt_size)])
+        reward_model.head.weight /= sft_scores.std()
+        reward_model.head.bias.copy_((reward_model.head.bias - sft_scores.mean()) / sft_scores.std())
+    print(f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold {rm_accuracy:.3f}")
+
+    # --- stage 3: PPO with four models ---
+    # policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy with its adapters off;
+    # reward model frozen; value model = a copy of the reward model (or a head on the policy's trunk).
+    policy = add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha)
+    if args.value_model == "reward":
+        value_model = copy.deepcopy(reward_model)
+        for m in value_model.modules():
+            if isinstance(m, LoRALinear):
+                m.lora_A.requires_grad_(True)
+                m.lora_B.requires_grad_(True)
+        value_model.head.requires_grad_(True)
+    else:
+        value_model = ScalarModel(policy, args.d_model).to(device)
+        value_model.head.load_state_dict(reward_model.head.state_dict())
+    params = list({id(p): p for p in [*policy.parameters(), *value_model.parameters()] if p.requires_grad}.values())
+    optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
+    sft_eval = evaluate(policy, reward_model, language, eval_prompts, args, generator)  # B = 0: this is SFT
+    print(f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, proxy {sft_eval['proxy_score']:.3f}, "
+          f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}")
+    beta, history = args.beta, []
+    minibatch_size = args.batch_size // args.num_minibatches
+    for update in range(1, args.num_updates + 1):
+        # --- rollout: sample responses, score them, and take everything the loss needs from the old policy ---
+        with torch.no_grad():
+            prompt_part = with_prompt(new_prompts(args.batch_size))
+            responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
+            tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
+            old_logprobs, _, old_values = policy_and_value(policy, value_model, tokens, responses, prompt_size, args.temperature)
+            with adapters_off(policy):
+                ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
+            scores = score(reward_model, tokens, prompt_size)
+            has_eos = (responses == EOS).any(1)
+            scores = scores - args.missing_eos_penalty * (~has_eos).float()
+
+            # --- rewards: -beta * KL_t per token, the score at the EOS ---
+            kl = kl_per_token(old_logprobs, ref_logprobs, args.kl_estimator) * mask
+            rewards = token_rewards(scores, kl, mask, beta)
+            if args.whiten_rewards:
+                rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
+
+            # --- advantage: token-level GAE, whitened ---
+            advantages, returns = token_gae(rewards, old_values, mask, args.gamma, args.gae_lambda)
+            advantages = masked_whiten(advantages, mask) * mask
+
+        # --- update: PPO-clip on the policy, clipped value loss on the critic ---
+        stats = []
+        for epoch in range(args.ppo_epochs):
+            for idx in torch.randperm(args.batch_size, generator=generator).split(minibatch_size):
+                logprobs, entropy, values = policy_and_value(policy, value_model, tokens[idx], responses[idx], prompt_size, args.temperature)
+                pg_loss, clipfrac, approxkl, ratio = ppo_clip_loss(logprobs, old_logprobs[idx], advantages[idx], mask[idx], args.cliprange)
+                vf_loss = clipped_value_loss(values, old_values[idx], returns[idx], mask[idx], args.cliprange_value)
+                loss = pg_loss + args.vf_coef * vf_loss
+                optimizer.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+                optimizer.step()
+                stats.append([pg_loss.item(), vf_loss.item(), clipfrac.item(), approxkl.item(), ratio.item(), masked_mean(entropy, mask[idx]).item()])
+
+        # --- KL controller and logging ---
+        sequence_kl = float(kl.sum(1).mean())
+        if args.kl_target is not None:
+            beta = adaptive_beta(beta, sequence_kl, args.kl_target, args.batch_size, args.kl_horizon)
+        pg_avg, vf_avg, clipfrac_avg, approxkl_avg, ratio_avg, entropy_avg = np.mean(stats, 0)
+        metrics = {
+            "objective/kl": sequence_kl,
+            "objective/entropy": entropy_avg,
+            "objective/scores": float(scores.mean()),
+            "objective/rlhf_reward": float(rewards.sum(1).mean()),
+            "objective/beta": beta,
+            "policy/approxkl_avg": approxkl_avg,
+            "policy/clipfrac_avg": clipfrac_avg,
+            "loss/policy_avg": pg_avg,
+            "loss/value_avg": vf_avg,
+            "val/ratio": ratio_avg,
+        }
+        global_step = update * args.batch_size  # responses sampled so far
+        sps = int(global_step / (time.time() - start_time))
+        print(f"global_step={global_step}, episodic_return={metrics['objective/rlhf_reward']:.4f}")
+        if update % args.eval_every == 0 or update == args.num_updates:
+            ev = evaluate(policy, reward_model, language, eval_prompts, args, generator)
+            metrics.update({"eval/gold_score": ev["gold_score"], "eval/proxy_score": ev["proxy_score"], "eval/kl": ev["kl"],
+                            "eval/length": ev["length"], "eval/eos_rate": ev["eos_rate"], "eval/distinct_ratio": ev["distinct_ratio"]})
+            history.append({"update": update, "gold": ev["gold_score"], "proxy": ev["proxy_score"], "kl": ev["kl"]})
+            print(f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, proxy={ev['proxy_score']:.3f}, kl={ev['kl']:.3f}, "
+                  f"length={ev['length']:.2f}, eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, samples: {ev['samples']}")
+            if args.track:
+                metrics["eval/samples"] = wandb.Table(columns=["prompt | response"], data=[[s] for s in ev["samples"]])
+        if args.track:
+            wandb.log({**metrics, "charts/SPS": sps}, step=global_step)
+
+    # --- SFT vs PPO on the held-out prompts ---
+    print(f"{'':>12} {'gold':>8} {'proxy':>8} {'kl':>8} {'length':>8} {'eos':>6} {'distinct':>9}")
+    for name, ev in [("SFT", sft_eval), ("PPO", ev)]:
+        print(f"{name:>12} {ev['gold_score']:8.3f} {ev['proxy_score']:8.3f} {ev['kl']:8.3f} {ev['length']:8.2f} "
+              f"{ev['eos_rate']:6.2f} {ev['distinct_ratio']:9.2f}")
+    if args.track:
+        wandb.finish()
+    return {
+        "sft_loss": round(sft_loss.item(), 4),
+        "rm_accuracy": rm_accuracy,
+        "sft_gold_score": sft_eval["gold_score"],
+        "ppo_gold_score": ev["gold_score"],
+        "gold_gain_in_sft_std": (ev["gold_score"] - sft_eval["gold_score"]) / sft_eval["gold_std"],
+        "sft_proxy_score": sft_eval["proxy_score"],
+        "ppo_proxy_score": ev["proxy_score"],
+        "kl_to_ref": ev["kl"],
+        "ppo_length": ev["length"],
+        "ppo_eos_rate": ev["eos_rate"],
+        "history": history,
+        "wall_seconds": round(time.time() - start_time, 2),
+    }
+
+
+if __name__ == "__main__":
+    cli_args = tyro.cli(Args)
+    try:
+        print(json.dumps(main(cli_args)))
+    except UsageError as e:
+        raise SystemExit(f"ppo_rlhf_toy.py: error: {e}")

@@ -1,0 +1,324 @@
+"""Tests of ppo_rlhf_toy.py: the masked statistics, KL estimators, per-token rewards, token GAE,
+PPO and Bradley-Terry losses against plain computations; LoRA and the reference; the KV cache;
+that tokens after EOS change nothing; that a short seeded run beats SFT on gold and proxy; the
+clear errors."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import ppo_rlhf_toy as rl
+from conftest import ROOT
+
+P = 5  # BOS + 3 prompt words + SEP
+
+
+def tiny_models(seed=0, value_model="reward"):
+    """A random SFT model, its LoRA policy, a reward model and a value model, as main() builds them."""
+    torch.manual_seed(seed)
+    sft = rl.TinyLM(len(rl.VOCAB), P + 6, 32, 2, 4).requires_grad_(False)
+    reward_model = rl.ScalarModel(rl.add_lora(copy.deepcopy(sft), 4, 8.0), 32)
+    policy = rl.add_lora(copy.deepcopy(sft), 4, 8.0)
+    if value_model == "reward":
+        value_model = copy.deepcopy(reward_model)
+    else:
+        value_model = rl.ScalarModel(policy, 32)
+    return sft, policy, reward_model, value_model
+
+
+def random_batch(n=16, seed=0, response_len=6):
+    """Prompts and responses with EOS at random places (some without EOS), PAD after EOS."""
+    g = torch.Generator().manual_seed(seed)
+    prompts = torch.randint(4, len(rl.VOCAB), (n, 3), generator=g)
+    responses = torch.randint(4, len(rl.VOCAB), (n, response_len), generator=g)
+    eos_at = torch.randint(0, response_len + 2, (n,), generator=g)  # >= response_len: no EOS
+    for i, e in enumerate(eos_at.tolist()):
+        if e < response_len:
+            responses[i, e] = rl.EOS
+            responses[i, e + 1 :] = rl.PAD
+    return torch.cat([rl.with_prompt(prompts), responses], 1), responses
+
+
+# --- masked statistics ---
+def test_masked_mean_var_whiten_match_torch_on_the_unmasked_part():
+    torch.manual_seed(0)
+    x, mask = torch.randn(6, 7) * 3 + 2, (torch.rand(6, 7) < 0.6).float()
+    kept = x[mask.bool()]
+    torch.testing.assert_close(rl.masked_mean(x, mask), kept.mean())
+    torch.testing.assert_close(rl.masked_var(x, mask), kept.var(unbiased=False))
+    whitened = rl.masked_whiten(x, mask)[mask.bool()]
+    torch.testing.assert_close(whitened, (kept - kept.mean()) / kept.std(unbiased=False), rtol=1e-5, atol=1e-5)
+    rescaled = rl.masked_whiten(x, mask, shift_mean=False)[mask.bool()]
+    torch.testing.assert_close(rescaled.mean(), kept.mean(), rtol=1e-5, atol=1e-5)  # the mean is kept
+
+
+def test_response_mask_ends_at_the_first_eos():
+    responses = torch.tensor([[5, 6, rl.EOS, 0, 0], [rl.EOS, 0, 0, 0, 0], [5, 6, 7, 8, 9]])
+    torch.testing.assert_close(rl.response_mask(responses), torch.tensor(
+        [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float))
+    assert rl.last_index(rl.response_mask(responses)).tolist() == [2, 0, 4]
+
+
+# --- KL, rewards, GAE ---
+def test_k1_and_k3_estimate_the_exact_categorical_kl():
+    torch.manual_seed(0)
+    p_logits, q_logits = torch.randn(5), torch.randn(5)
+    logp, logq = p_logits.log_softmax(-1), q_logits.log_softmax(-1)
+    exact = (logp.exp() * (logp - logq)).sum()  # KL(p || q)
+    samples = torch.multinomial(logp.exp(), 400_000, replacement=True)  # tokens drawn from the policy p
+    k1 = rl.kl_per_token(logp[samples], logq[samples], "k1")
+    k3 = rl.kl_per_token(logp[samples], logq[samples], "k3")
+    assert float(k1.mean()) == pytest.approx(float(exact), rel=0.03)
+    assert float(k3.mean()) == pytest.approx(float(exact), rel=0.03)
+    assert (k3 >= 0).all() and (k1 < 0).any()  # k3 never negative; single k1 terms can be
+    assert k3.var() < k1.var()
+
+
+def test_per_sequence_rewards_sum_to_score_minus_beta_kl_with_the_score_at_eos():
+    responses = torch.tensor([[5, 6, rl.EOS, 0], [5, rl.EOS, 0, 0], [5, 6, 7, 8]])
+    mask = rl.response_mask(responses)
+    kl = torch.tensor([[0.1, 0.2, 0.3, 9.0], [0.5, -0.1, 9.0, 9.0], [0.1, 0.1, 0.1, 0.1]])  # 9: padding, ignored
+    scores = torch.tensor([1.0, 2.0, 3.0])
+    rewards = rl.token_rewards(scores, kl, mask, beta=0.5)
+    torch.testing.assert_close(rewards.sum(1), scores - 0.5 * (kl * mask).sum(1))
+    # the score sits on the EOS token itself (index 2, 1, and the last index without EOS)
+    torch.testing.assert_close(rewards[0], torch.tensor([-0.05, -0.1, 1.0 - 0.15, 0.0]))
+    torch.testing.assert_close(rewards[1], torch.tensor([-0.25, 2.0 + 0.05, 0.0, 0.0]))
+    assert rewards[2, 3] == pytest.approx(3.0 - 0.05)
+
+
+def brute_force_token_gae(rewards, values, mask, gamma, lam):
+    B, T = rewards.shape
+    adv = torch.zeros(B, T)
+    for b in range(B):
+        n = int(mask[b].sum())
+        v = list(values[b, :n]) + [0.0]  # V after the last token is 0
+        for t in range(n):
+            adv[b, t] = sum((gamma * lam) ** (k - t) * (rewards[b, k] + gamma * v[k + 1] - v[k]) for k in range(t, n))
+    return adv
+
+
+def test_token_gae_matches_an_explicit_sum_and_lambda_one_is_reward_to_go_minus_v():
+    torch.manual_seed(0)
+    responses = torch.tensor([[5, 6, 7, rl.EOS, 0, 0], [5, rl.EOS, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10]])
+    mask = rl.response_mask(responses)
+    rewards, values = torch.randn(3, 6) * mask, torch.randn(3, 6)
+    advantages, returns = rl.token_gae(rewards, values, mask, 0.9, 0.8)
+    torch.testing.assert_close(advantages, brute_force_token_gae(rewards, values, mask, 0.9, 0.8))
+    torch.testing.assert_close(returns, (advantages + values) * mask)
+    advantages, _ = rl.token_gae(rewards, values, mask, 1.0, 1.0)
+    reward_to_go = rewards.flip(1).cumsum(1).flip(1)
+    torch.testing.assert_close(advantages, (reward_to_go - values) * mask)
+
+
+def test_adaptive_beta_moves_toward_the_target_and_is_clipped():
+    assert rl.adaptive_beta(0.1, kl=6.0, kl_target=6.0, n_responses=256, horizon=10_000) == pytest.approx(0.1)
+    assert rl.adaptive_beta(0.1, kl=100.0, kl_target=6.0, n_responses=1000, horizon=10_000) == pytest.approx(0.1 * 1.02)
+    assert rl.adaptive_beta(0.1, kl=0.0, kl_target=6.0, n_responses=1000, horizon=10_000) == pytest.approx(0.1 * 0.98)
+
+
+# --- losses ---
+def test_bradley_terry_loss_by_hand_and_its_sign_flip():
+    chosen, rejected = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.5])
+    # -log sigmoid(1) = 0.31326, -log sigmoid(-0.5) = 0.97408
+    assert float(rl.bradley_terry_loss(chosen, rejected)) == pytest.approx((0.313262 + 0.974077) / 2, abs=1e-5)
+    swapped = rl.bradley_terry_loss(rejected, chosen)  # -log sigmoid(-1) = 1.31326, -log sigmoid(.5) = 0.47408
+    assert float(swapped) == pytest.approx((1.313262 + 0.474077) / 2, abs=1e-5)
+
+
+def test_ppo_clip_and_value_losses_by_hand():
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    old = torch.zeros(1, 3)
+    new = torch.log(torch.tensor([[1.5, 0.5, 7.0]]))  # ratios 1.5 (clipped to 1.2), 0.5 (clipped to 0.8); 7: padding
+    adv = torch.tensor([[1.0, -1.0, 5.0]])
+    loss, clipfrac, _, ratio = rl.ppo_clip_loss(new, old, adv, mask, 0.2)
+    # token 0: max(-1.5, -1.2) = -1.2 (clipped); token 1: max(0.5, 0.8) = 0.8 (clipped)
+    assert float(loss) == pytest.approx((-1.2 + 0.8) / 2)
+    assert float(clipfrac) == 1.0 and float(ratio) == pytest.approx(1.0)
+    values, old_values, returns = torch.tensor([[1.0, 0.0, 3.0]]), torch.zeros(1, 3), torch.tensor([[2.0, 1.0, 0.0]])
+    # token 0: max((1-2)^2, (0.2-2)^2) = 3.24; token 1: max(1, 1) = 1
+    assert float(rl.clipped_value_loss(values, old_values, returns, mask, 0.2)) == pytest.approx(0.5 * (3.24 + 1) / 2)
+
+
+# --- LoRA and the reference ---
+def test_lora_policy_equals_the_reference_at_init_and_merging_changes_nothing():
+    sft, policy, _, _ = tiny_models()
+    tokens, _ = random_batch()
+    torch.testing.assert_close(policy(tokens), sft(tokens), rtol=0, atol=0)  # B = 0
+    with torch.no_grad():
+        for m in policy.modules():
+            if isinstance(m, rl.LoRALinear):
+                m.lora_B.normal_()
+    adapted = policy(tokens)
+    assert not torch.allclose(adapted, sft(tokens))
+    with rl.adapters_off(policy):
+        torch.testing.assert_close(policy(tokens), sft(tokens), rtol=0, atol=0)  # the reference: the base
+    merged = copy.deepcopy(policy)
+    for block in merged.blocks:
+        for name in ["qkv", "proj", "fc1", "fc2"]:
+            setattr(block, name, getattr(block, name).merged())
+    assert not any(isinstance(m, rl.LoRALinear) for m in merged.modules())
+    torch.testing.assert_close(merged(tokens), adapted, rtol=1e-5, atol=1e-5)
+
+
+def test_only_adapters_and_heads_learn_and_the_base_stays_put():
+    sft, policy, _, value_model = tiny_models()
+    for m in value_model.modules():  # as main() does: the critic trains its adapters and head
+        if isinstance(m, rl.LoRALinear):
+            m.lora_A.requires_grad_(True)
+            m.lora_B.requires_grad_(True)
+    base_before = {k: v.clone() for k, v in policy.state_dict().items() if "lora_" not in k}
+    tokens, responses = random_batch()
+    logprobs, _, values = rl.policy_and_value(policy, value_model, tokens, responses, P, 1.0)
+    (-(logprobs.mean()) + values.pow(2).mean()).backward()
+    for model in [policy, value_model]:
+        for name, p in model.named_parameters():
+            learns = "lora_" in name or name.startswith("head.")
+            assert p.requires_grad == learns, name
+            assert (p.grad is not None) == learns, name
+    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=0.1)
+    optimizer.step()
+    for k, v in policy.state_dict().items():
+        if "lora_" not in k:
+            torch.testing.assert_close(v, base_before[k], rtol=0, atol=0)
+    assert policy.blocks[0].qkv.lora_B.abs().sum() > 0  # while the adapter moved
+
+
+def test_kv_cache_gives_the_same_features_as_the_full_forward():
+    sft, _, _, _ = tiny_models()
+    tokens, _ = random_batch()
+    full = sft.hidden(tokens)
+    caches = [{} for _ in sft.blocks]
+    steps = [sft.hidden(tokens[:, :P], caches)]
+    for t in range(P, tokens.shape[1]):
+        steps.append(sft.hidden(tokens[:, t : t + 1], caches, start=t))
+    torch.testing.assert_close(torch.cat(steps, 1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_generate_samples_from_the_tempered_softmax_and_pads_after_eos():
+    sft, _, _, _ = tiny_models()
+    prompt_part = rl.with_prompt(torch.full((4000, 3), 7))
+    responses = rl.generate(sft, prompt_part, 6, 2.0, torch.Generator().manual_seed(0))
+    mask = rl.response_mask(responses)
+    assert (responses[mask == 0] == rl.PAD).all() and (responses[mask == 1] != rl.PAD).all()
+    with torch.no_grad():
+        first = F.softmax(sft(prompt_part[:1])[0, -1] / 2.0, -1)  # the first token's distribution at T = 2
+    counts = torch.bincount(responses[:, 0], minlength=len(rl.VOCAB)).float() / 4000
+    torch.testing.assert_close(counts, first, atol=0.03, rtol=0)
+
+
+# --- masking: what comes after EOS changes nothing ---
+@pytest.mark.parametrize("value_model", ["reward", "shared"])
+def test_tokens_after_eos_change_no_logprob_value_score_or_loss(value_model):
+    _, policy, reward_model, critic = tiny_models(value_model=value_model)
+    responses = torch.tensor([[5, 6, rl.EOS, 0, 0, 0], [7, rl.EOS, 0, 0, 0, 0]])
+    tokens = torch.cat([rl.with_prompt(torch.tensor([[4, 5, 6], [7, 8, 9]])), responses], 1)
+    other = responses.clone()
+    other[0, 3:], other[1, 2:] = torch.tensor([9, 10, 11]), torch.tensor([rl.EOS, 12, 4, 4])  # garbage after EOS
+    other_tokens = torch.cat([tokens[:, :P], other], 1)
+    mask = rl.response_mask(responses)
+    torch.testing.assert_close(rl.response_mask(other), mask)
+
+    def everything(tok, resp):
+        logprobs, _, values = rl.policy_and_value(policy, critic, tok, resp, P, 1.0)
+        loss, *_ = rl.ppo_clip_loss(logprobs, logprobs.detach() - 0.1, torch.ones_like(logprobs), mask, 0.2)
+        vloss = rl.clipped_value_loss(values, values.detach() + 0.1, torch.zeros_like(values), mask, 0.2)
+        return logprobs * mask, values * mask, rl.score(reward_model, tok, P), loss, vloss
+
+    for a, b in zip(everything(tokens, responses), everything(other_tokens, other)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_first_ppo_minibatch_has_ratio_one_and_nothing_clipped():
+    _, policy, _, critic = tiny_models()
+    tokens, responses = random_batch(n=32)
+    mask = rl.response_mask(responses)
+    with torch.no_grad():  # the rollout's pass over the whole batch ...
+        old_logprobs, _, _ = rl.policy_and_value(policy, critic, tokens, responses, P, 1.0)
+    idx = torch.randperm(32)[:8]  # ... and a minibatch of it before any step
+    logprobs, _, _ = rl.policy_and_value(policy, critic, tokens[idx], responses[idx], P, 1.0)
+    _, clipfrac, approxkl, ratio = rl.ppo_clip_loss(logprobs, old_logprobs[idx], torch.randn(8, 6), mask[idx], 0.2)
+    assert float(ratio) == 1.0 and float(approxkl) == 0.0 and float(clipfrac) == 0.0
+
+
+# --- the gold scorer ---
+def test_gold_prefers_fluent_responses_and_penalizes_a_missing_eos():
+    language = rl.ToyLanguage(0)
+    prompts, responses = language.sample(np.random.default_rng(0), 500, 3, 10)
+    fluent = language.gold_score(prompts, responses)
+    repeated = responses.copy()  # the best word over and over: high valence, no fluency
+    best = int(np.argmax(language.valence)) + 4
+    repeated[:, :4], repeated[:, 4], repeated[:, 5:] = best, rl.EOS, rl.PAD
+    assert language.gold_score(prompts, repeated).mean() < fluent.mean()
+    no_eos = np.where(responses == rl.EOS, 4, responses)[:, :3]
+    with_eos = np.concatenate([no_eos, np.full((500, 1), rl.EOS)], 1)
+    np.testing.assert_allclose(language.gold_score(prompts, with_eos) - language.gold_score(prompts, no_eos), 2.0)
+
+
+# --- the whole loop ---
+SHORT = dict(sft_steps=500, rm_num_pairs=1000, rm_epochs=3, num_updates=12, batch_size=128, eval_every=6, eval_prompts=256)
+
+
+def test_short_run_beats_sft_on_gold_and_proxy_at_a_finite_kl(capsys):
+    result = rl.main(rl.Args(seed=1, **SHORT))
+    assert result["rm_accuracy"] > 0.7
+    assert result["ppo_proxy_score"] > result["sft_proxy_score"] + 0.5
+    assert result["ppo_gold_score"] > result["sft_gold_score"] + 0.1
+    assert 0 < result["kl_to_ref"] < 20 and np.isfinite(result["kl_to_ref"])
+    out = capsys.readouterr().out
+    assert "nan" not in out.lower()
+    assert "global_step=128, episodic_return=" in out
+
+
+def test_same_seed_gives_the_same_result():
+    tiny = dict(sft_steps=30, rm_num_pairs=64, rm_epochs=1, num_updates=2, batch_size=32, eval_every=1, eval_prompts=32)
+    a, b = rl.main(rl.Args(seed=3, **tiny)), rl.main(rl.Args(seed=3, **tiny))
+    a.pop("wall_seconds"), b.pop("wall_seconds")
+    assert a == b
+
+
+def test_shared_value_head_and_k3_and_adaptive_beta_run():
+    tiny = dict(sft_steps=30, rm_num_pairs=64, rm_epochs=1, num_updates=2, batch_size=32, eval_every=1, eval_prompts=32)
+    result = rl.main(rl.Args(value_model="shared", kl_estimator="k3", kl_target=1.0, whiten_rewards=True, **tiny))
+    assert np.isfinite(result["ppo_gold_score"]) and np.isfinite(result["kl_to_ref"])
+
+
+def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
+    rl.main(rl.Args(track=True, sft_steps=10, rm_num_pairs=64, rm_epochs=1, num_updates=1, batch_size=32, eval_prompts=32))
+    data = offline_wandb()
+    for key in [b"objective/kl", b"objective/entropy", b"objective/scores", b"objective/rlhf_reward",
+                b"policy/approxkl_avg", b"policy/clipfrac_avg", b"loss/policy_avg", b"loss/value_avg", b"val/ratio",
+                b"eval/gold_score", b"eval/proxy_score", b"eval/kl"]:
+        assert key in data
+
+
+# --- bad input ---
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(max_response_len=0), "--max-response-len must be at least 1"),
+        (dict(batch_size=100, num_minibatches=3), "--batch-size \\(100\\) must be divisible by --num-minibatches \\(3\\)"),
+        (dict(lora_rank=0), "--lora-rank must be at least 1"),
+        (dict(beta=-0.1), "--beta must be >= 0"),
+        (dict(temperature=0.0), "--temperature must be > 0"),
+        (dict(d_model=30, n_head=4), "--d-model \\(30\\) must be divisible by --n-head \\(4\\)"),
+        (dict(kl_target=0.0), "--kl-target must be > 0"),
+    ],
+)
+def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
+    with pytest.raises(rl.UsageError, match=message):
+        rl.main(rl.Args(**kwargs))
+    assert "sft_step" not in capsys.readouterr().out  # nothing was trained
+
+
+def test_cli_error_is_one_line_and_beta_zero_is_allowed():
+    bad = subprocess.run([sys.executable, "ppo_rlhf_toy.py", "--lora-rank", "0"], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode == 1
+    assert bad.stderr.strip() == "ppo_rlhf_toy.py: error: --lora-rank must be at least 1, got 0"
+    rl.check_args(rl.Args(beta=0.0))  # no error: it is how one sees reward hacking
