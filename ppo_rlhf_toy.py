@@ -33,8 +33,6 @@ class Args:
     """name of this experiment (part of the run name)"""
     seed: int = 1
     """seed of the experiment (the language, the data, the models and the sampling)"""
-    cuda: bool = False
-    """if toggled, run the models on the GPU (this toy is faster on the CPU)"""
     track: bool = False
     """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
     wandb_project_name: str = "rlref"
@@ -55,7 +53,7 @@ class Args:
     """the number of attention heads"""
 
     # Stage 1: SFT
-    sft_steps: int = 1500
+    sft_steps: int = 600
     """gradient steps of supervised fine-tuning on samples of the true language"""
     sft_batch_size: int = 128
     """sequences per SFT step"""
@@ -146,8 +144,6 @@ def check_args(args: Args):
         raise UsageError(f"--rm-label-temperature must be > 0, got {args.rm_label_temperature}")
     if args.kl_target is not None and args.kl_target <= 0:
         raise UsageError(f"--kl-target must be > 0, got {args.kl_target}")
-    if args.cuda and not torch.cuda.is_available():
-        raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
 
 
 # --- the toy language: a hidden bigram chain, and a hidden gold scorer that plays the human ---
@@ -311,17 +307,23 @@ def adapters_off(model: nn.Module):
             m.enabled = True
 
 
-# --- sampling and log-probs: one temperature for sampling, recomputation and reference ---
+# --- sampling and log-probs: one distribution for sampling, recomputation and reference ---
+def response_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log softmax(logits / T) over the tokens a response may hold (never PAD, BOS or SEP). Sampling,
+    the policy's log-probs and the reference's all use this one distribution, so none mismatches."""
+    return F.log_softmax((logits / temperature).index_fill(-1, torch.tensor([PAD, BOS, SEP], device=logits.device), -1e9), -1)
+
+
 @torch.no_grad()
 def generate(lm: TinyLM, prompt_part: torch.Tensor, max_response_len: int, temperature: float,
              generator: torch.Generator) -> torch.Tensor:
-    """Sample responses (B, max_response_len) from softmax(logits / T), with PAD after EOS."""
+    """Sample responses (B, max_response_len) from response_log_softmax, with PAD after EOS."""
     caches = [{} for _ in lm.blocks]
     h = lm.hidden(prompt_part, caches)[:, -1]
     finished = torch.zeros(len(prompt_part), dtype=torch.bool, device=prompt_part.device)
     responses = torch.full((len(prompt_part), max_response_len), PAD, device=prompt_part.device)
     for t in range(max_response_len):
-        probs = F.softmax(lm.lm_head(h) / temperature, -1)
+        probs = response_log_softmax(lm.lm_head(h), temperature).exp()
         token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
         responses[:, t] = torch.where(finished, PAD, token)
         finished |= token == EOS
@@ -344,8 +346,8 @@ def last_index(mask: torch.Tensor) -> torch.Tensor:
 
 def response_logprobs(logits: torch.Tensor, responses: torch.Tensor, temperature: float):
     """log pi(y_t | x, y_<t) of the sampled tokens and the entropy of pi at each response position,
-    from the logits of the positions that predict them, divided by the sampling temperature."""
-    logp_all = F.log_softmax(logits / temperature, -1)
+    from the logits of the positions that predict them."""
+    logp_all = response_log_softmax(logits, temperature)
     logprobs = logp_all.gather(-1, responses.unsqueeze(-1)).squeeze(-1)
     entropy = -(logp_all.exp() * logp_all).sum(-1)
     return logprobs, entropy
@@ -370,7 +372,7 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
 def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
     """Estimates of KL(pi || pi_ref) from tokens sampled from pi, one per token.
     k1 = log pi - log pi_ref (unbiased; a single one can be negative)
-    k3 = (r - 1) - log r, r = pi_ref / pi (unbiased, never negative, lower variance)"""
+    k3 = (r - 1) - log r, r = pi_ref / pi (unbiased, never negative, less noisy while pi is near pi_ref)"""
     log_ratio = logprobs - ref_logprobs
     if estimator == "k1":
         return log_ratio
@@ -464,7 +466,7 @@ def evaluate(policy: TinyLM, reward_model: ScalarModel, language: ToyLanguage, p
         ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_part.shape[1] - 1 : -1], responses, args.temperature)
     has_eos = (responses == EOS).any(1)
     words = [[t for t in r.tolist() if t > EOS] for r in responses]
-    gold = language.gold_score(prompts.cpu().numpy(), responses.cpu().numpy())
+    gold = language.gold_score(prompts.numpy(), responses.numpy())
     return {
         "gold_score": float(gold.mean()),
         "gold_std": float(gold.std()),
@@ -489,30 +491,30 @@ def main(args: Args) -> dict:
     # --- seeding ---
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)  # the sampling of responses
-    torch.set_num_threads(1)  # these models are too small for a thread pool
-    device = torch.device("cuda" if args.cuda else "cpu")
-    if args.cuda:
-        generator = torch.Generator(device).manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)  # the sampling of responses and minibatches
+    torch.set_num_threads(1)  # measured: a second thread makes these small matrix products slower
     language = ToyLanguage(args.seed)
     prompt_size = args.prompt_len + 2  # BOS prompt SEP
     seq_len = prompt_size + args.max_response_len
-    new_prompts = lambda n: torch.from_numpy(language.sample(rng, n, args.prompt_len, 1)[0]).to(device)
+
+    def new_prompts(n: int) -> torch.Tensor:
+        return torch.from_numpy(language.sample(rng, n, args.prompt_len, 1)[0])
+
     eval_prompts = new_prompts(args.eval_prompts)
 
     # --- stage 1: SFT on the true language (next-token cross-entropy, PAD not predicted) ---
-    sft = TinyLM(len(VOCAB), seq_len, args.d_model, args.n_layer, args.n_head).to(device)
+    sft = TinyLM(len(VOCAB), seq_len, args.d_model, args.n_layer, args.n_head)
     optimizer = torch.optim.Adam(sft.parameters(), lr=args.sft_learning_rate)
     for step in range(args.sft_steps):
         prompts, responses = language.sample(rng, args.sft_batch_size, args.prompt_len, args.max_response_len)
-        tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1).to(device)
+        tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1)
         optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)  # linear decay to 0
         sft_loss = F.cross_entropy(sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
         optimizer.zero_grad()
         sft_loss.backward()
         optimizer.step()
-        if step % 500 == 0 or step == args.sft_steps - 1:
-            print(f"sft_step={step}, sft_loss={sft_loss.item():.4f}")
+        if step % 200 == 0 or step == args.sft_steps - 1:
+            print(f"sft_step={step}, sft_loss={sft_loss.item():.4f}, seconds={time.time() - start_time:.1f}")
     sft.requires_grad_(False)
 
     # --- stage 2: preference pairs labelled by noisy gold raters, and a Bradley-Terry reward model ---
@@ -521,14 +523,14 @@ def main(args: Args) -> dict:
         prompts = new_prompts(n)
         prompt_part = with_prompt(prompts)
         a, b = (generate(sft, prompt_part, args.max_response_len, 1.0, generator) for _ in range(2))
-        gold_a, gold_b = (language.gold_score(prompts.cpu().numpy(), r.cpu().numpy()) for r in (a, b))
+        gold_a, gold_b = (language.gold_score(prompts.numpy(), r.numpy()) for r in (a, b))
         a_wins = rng.random(n) < 1 / (1 + np.exp(-(gold_a - gold_b) / args.rm_label_temperature))
-        chosen = torch.where(torch.from_numpy(a_wins).to(device)[:, None], a, b)
-        rejected = torch.where(torch.from_numpy(a_wins).to(device)[:, None], b, a)
-        gold_margin = torch.from_numpy(np.where(a_wins, gold_a - gold_b, gold_b - gold_a)).to(device)
+        chosen = torch.where(torch.from_numpy(a_wins)[:, None], a, b)
+        rejected = torch.where(torch.from_numpy(a_wins)[:, None], b, a)
+        gold_margin = torch.from_numpy(np.where(a_wins, gold_a - gold_b, gold_b - gold_a))
         return torch.cat([prompt_part, chosen], 1), torch.cat([prompt_part, rejected], 1), gold_margin
 
-    reward_model = ScalarModel(add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model).to(device)
+    reward_model = ScalarModel(add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model)
     chosen, rejected, _ = preference_pairs(args.rm_num_pairs)
     optimizer = torch.optim.Adam([p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate)
     for epoch in range(args.rm_epochs):
@@ -547,7 +549,8 @@ def main(args: Args) -> dict:
         sft_scores = torch.cat([score(reward_model, test_chosen, prompt_size), score(reward_model, test_rejected, prompt_size)])
         reward_model.head.weight /= sft_scores.std()
         reward_model.head.bias.copy_((reward_model.head.bias - sft_scores.mean()) / sft_scores.std())
-    print(f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold {rm_accuracy:.3f}")
+    print(f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold "
+          f"{rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}")
 
     # --- stage 3: PPO with four models ---
     # policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy with its adapters off;
@@ -561,7 +564,7 @@ def main(args: Args) -> dict:
                 m.lora_B.requires_grad_(True)
         value_model.head.requires_grad_(True)
     else:
-        value_model = ScalarModel(policy, args.d_model).to(device)
+        value_model = ScalarModel(policy, args.d_model)
         value_model.head.load_state_dict(reward_model.head.state_dict())
     params = list({id(p): p for p in [*policy.parameters(), *value_model.parameters()] if p.requires_grad}.values())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
@@ -570,13 +573,18 @@ def main(args: Args) -> dict:
           f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}")
     beta, history = args.beta, []
     minibatch_size = args.batch_size // args.num_minibatches
+    ppo_start = time.time()
     for update in range(1, args.num_updates + 1):
         # --- rollout: sample responses, score them, and take everything the loss needs from the old policy ---
         with torch.no_grad():
             prompt_part = with_prompt(new_prompts(args.batch_size))
             responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
             tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
-            old_logprobs, _, old_values = policy_and_value(policy, value_model, tokens, responses, prompt_size, args.temperature)
+            # in minibatch-sized chunks: the update's shapes, so its first minibatch's ratio is exactly 1
+            # (matrix products of another batch size round differently)
+            chunks = [policy_and_value(policy, value_model, tokens[c], responses[c], prompt_size, args.temperature)
+                      for c in torch.arange(args.batch_size).split(minibatch_size)]
+            old_logprobs, old_values = torch.cat([c[0] for c in chunks]), torch.cat([c[2] for c in chunks])
             with adapters_off(policy):
                 ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
             scores = score(reward_model, tokens, prompt_size)
@@ -625,7 +633,7 @@ def main(args: Args) -> dict:
             "val/ratio": ratio_avg,
         }
         global_step = update * args.batch_size  # responses sampled so far
-        sps = int(global_step / (time.time() - start_time))
+        sps = int(global_step / (time.time() - ppo_start))  # responses per second of PPO
         print(f"global_step={global_step}, episodic_return={metrics['objective/rlhf_reward']:.4f}")
         if update % args.eval_every == 0 or update == args.num_updates:
             ev = evaluate(policy, reward_model, language, eval_prompts, args, generator)

@@ -27,6 +27,7 @@ def offline_wandb(tmp_path, monkeypatch):
     wandb.teardown()
 
     def the_run() -> bytes:
+        wandb.teardown()  # waits for wandb's service to write out everything the run logged
         runs = glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "*.wandb"))
         assert len(runs) == 1, runs
         return open(runs[0], "rb").read()
