@@ -192,6 +192,7 @@ class ToyLanguage:
         return words[:, :prompt_len] + 4, responses
 
     def gold_score(self, prompts: np.ndarray, responses: np.ndarray) -> np.ndarray:
+        """The hidden human's score of each response (formula above; an empty response has valence -1)."""
         scores = np.zeros(len(prompts))
         for j, (prompt, response) in enumerate(zip(prompts, responses)):
             has_eos = EOS in response
