@@ -85,7 +85,9 @@ class Args:
     learning_starts: int = 2_000
     """the number of env steps of (random) play before learning starts"""
     train_frequency: int = 4
-    """the number of env steps per gradient step"""
+    """the number of env steps between training rounds; the behaviour policy is fixed in between"""
+    gradient_steps: int = 1
+    """the number of gradient steps in each training round (SB3's `gradient_steps`)"""
     double_dqn: bool = True
     """if toggled, Double DQN: the online network picks argmax_a' Q(s', a'), the target network evaluates it"""
     loss: Literal["huber", "mse"] = "huber"
@@ -138,7 +140,7 @@ def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
 def check_args(args: Args):
     """Refuse settings that cannot work, each with one line that says what to do."""
     for name in ["total_timesteps", "num_envs", "buffer_size", "target_network_frequency", "batch_size",
-                 "train_frequency", "eval_episodes"]:
+                 "train_frequency", "gradient_steps", "eval_episodes"]:
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if args.batch_size > args.buffer_size:
@@ -376,10 +378,11 @@ def main(args: Args) -> dict:
         if global_step < args.learning_starts:
             continue
 
-        # --- learn: one gradient step per train_frequency env steps (num_envs arrive at a time) ---
+        # --- learn: gradient_steps gradient steps every train_frequency env steps (num_envs arrive at a time) ---
+        training_rounds = global_step // args.train_frequency - previous_step // args.train_frequency
         if args.anneal_lr:
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_timesteps)
-        for _ in range(global_step // args.train_frequency - previous_step // args.train_frequency):
+        for _ in range(training_rounds * args.gradient_steps):
             b_obs, b_actions, b_rewards, b_next_obs, b_terminated = (
                 torch.from_numpy(x).to(device) for x in buffer.sample(args.batch_size)
             )
@@ -394,7 +397,8 @@ def main(args: Args) -> dict:
             nn.utils.clip_grad_norm_(q_network.parameters(), args.max_grad_norm)
             optimizer.step()
             gradient_steps += 1
-        q_numpy = NumpyQ(q_network)
+        if training_rounds > 0:  # the behaviour policy changes only here, and holds until the next round
+            q_numpy = NumpyQ(q_network)
 
         # --- target network: theta_target <- tau*theta + (1 - tau)*theta_target, every target_network_frequency env steps ---
         if global_step // args.target_network_frequency > previous_step // args.target_network_frequency:
@@ -408,7 +412,7 @@ def main(args: Args) -> dict:
             mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
             if global_step // 10_000 > previous_step // 10_000:
                 print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return:.2f}, epsilon={epsilon:.3f}")
-            if args.track:
+            if args.track and gradient_steps > 0:
                 wandb.log(
                     {
                         "global_step": global_step,

@@ -93,6 +93,13 @@ def test_cartpole_learns_and_the_greedy_policy_holds_up(tmp_path, monkeypatch, c
     assert again == dqn.evaluate(result["model_path"], eval_episodes=2, seed=5)
 
 
+def test_gradient_steps_come_in_rounds_every_train_frequency_steps():
+    # 4 envs: steps arrive 4 at a time. Learning starts at step 1000; a round falls on each
+    # multiple of 16 after it, 1008 ... 2992: 125 rounds of 8 gradient steps.
+    result = dqn.main(dqn.Args(total_timesteps=3000, learning_starts=1000, num_envs=4, train_frequency=16, gradient_steps=8))
+    assert result["gradient_steps"] == 125 * 8
+
+
 def test_track_writes_an_offline_wandb_run(offline_wandb):
     dqn.main(dqn.Args(track=True, total_timesteps=3000, learning_starts=1000))
     data = offline_wandb()
@@ -110,6 +117,7 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
         (dict(learning_starts=10, batch_size=64), "--learning-starts \\(10\\) must be at least --batch-size"),
         (dict(num_envs=0), "--num-envs must be a positive integer"),
         (dict(train_frequency=0), "--train-frequency must be a positive integer"),
+        (dict(gradient_steps=0), "--gradient-steps must be a positive integer"),
         (dict(tau=0.0), "--tau must be in \\(0, 1\\]"),
         (dict(end_e=1.5), "--end-e must be in \\[0, 1\\]"),
     ],
