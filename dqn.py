@@ -8,6 +8,12 @@ importance ratio. A target network, a copy of Q updated slowly, keeps y from cha
 
     python dqn.py --env-id CartPole-v1
     python dqn.py --env-id CartPole-v1 --no-double-dqn --loss mse
+    python dqn.py --env-id MountainCar-v0 --total-timesteps 120000 --learning-rate 4e-3 \
+        --buffer-size 10000 --learning-starts 1000 --gamma 0.98 --target-network-frequency 600 \
+        --num-envs 1 --train-frequency 16 --gradient-steps 8 --exploration-fraction 0.2 \
+        --end-e 0.07 --no-double-dqn --no-anneal-lr
+(MountainCar needs the rounds of 8 gradient steps every 16 env steps: with one gradient step
+every 2 env steps it fails, as measured in README.md.)
 """
 
 import importlib.util
