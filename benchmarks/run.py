@@ -100,7 +100,7 @@ def fmt(x):
     if x is None:
         return "-"
     if isinstance(x, float) and not x.is_integer():
-        return f"{x:.2f}"
+        return f"{x:.3f}" if abs(x) < 1 else f"{x:.2f}"  # 3 decimals for the SPS fraction
     return str(int(x)) if isinstance(x, float) else str(x)
 
 
@@ -126,23 +126,28 @@ def main():
     script_args = tyro.cli(module.Args, args=passthrough)
     # reinforce.py plays one episode per env: its number of envs is --num-episodes
     num_envs = script_args.num_envs if hasattr(script_args, "num_envs") else script_args.num_episodes
-    env_rate = env_only_rate(module, script_args.env_id, num_envs, opts.env_only_seconds)
-
-    rows = [run_seed(script, s, passthrough, opts.threshold, opts.stop_at_threshold, opts.timeout) for s in opts.seeds]
+    # The env-only rate is measured again right before each seed: this VM's speed drifts by
+    # 10-20% over minutes, and a rate taken minutes earlier would carry that drift into SPS / env-only.
+    rows = []
+    for seed in opts.seeds:
+        env_rate = env_only_rate(module, script_args.env_id, num_envs, opts.env_only_seconds)
+        row = run_seed(script, seed, passthrough, opts.threshold, opts.stop_at_threshold, opts.timeout)
+        row["env_only"] = round(env_rate)
+        row["sps_fraction"] = round(row["sps"] / env_rate, 3) if row["sps"] else None
+        rows.append(row)
 
     def median(key):
         values = [r.get(key) for r in rows if r.get(key) is not None]
         return statistics.median(values) if values else None
 
     reached = sum(r["steps_to_threshold"] is not None for r in rows)
-    med = {k: median(k) for k in ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds", "eval_mean"]}
+    med = {k: median(k) for k in ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds",
+                                  "eval_mean", "env_only", "sps_fraction"]}
     command = f"python benchmarks/run.py {opts.script} " + (f"--threshold {opts.threshold:g} " if opts.threshold is not None else "")
     command += ("--stop-at-threshold " if opts.stop_at_threshold else "") + "--seeds " + " ".join(map(str, opts.seeds))
     command += (" -- " + " ".join(passthrough)) if passthrough else ""
-    sps_fraction = med["sps"] / env_rate if med["sps"] else None
-
-    keys = ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds"]
-    header = ["seed", "steps to thr", "s to thr", "final mean10", "SPS", "process s"]
+    keys = ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds", "env_only", "sps_fraction"]
+    header = ["seed", "steps to thr", "s to thr", "final mean10", "SPS", "process s", "env-only steps/s", "SPS / env-only"]
     if any(r.get("eval_mean") is not None for r in rows):
         keys.append("eval_mean")
         header.append("eval mean (saved policy)")
@@ -155,8 +160,8 @@ def main():
         f"command: `{command}`",
         f"env: {script_args.env_id}, {num_envs} envs; threshold: {opts.threshold}; "
         f"seeds reaching it: {reached}/{len(rows)}",
-        f"env-only rate (random actions, same vector env): {env_rate:,.0f} steps/s; "
-        f"median SPS / env-only = {fmt(sps_fraction)}",
+        f"env-only rate (random actions, same vector env, measured before each seed): median "
+        f"{med['env_only']:,.0f} steps/s; median SPS / env-only = {fmt(med['sps_fraction'])}",
     ]
     print("\n".join(summary))
     print("\n".join(lines))
