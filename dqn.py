@@ -1,25 +1,18 @@
 """DQN: deep Q-learning (Mnih et al. 2015) with Double DQN (van Hasselt et al. 2016), discrete actions.
 
-The off-policy chapter. Instead of a policy, learn Q(s, a) by regressing it on the Bellman
-optimality target  y = r + gamma * max_a' Q_target(s', a')  over transitions drawn from a
-replay buffer. The data comes from a behaviour policy (epsilon-greedy on Q) while the
-target policy being learned is greedy; the max in the target is what makes that need no
-importance ratio. A target network, a copy of Q updated slowly, keeps y from chasing Q.
+The off-policy chapter. Instead of a policy, learn Q(s, a) by regressing it on the Bellman optimality
+target y = r + gamma * max_a' Q_target(s', a') over transitions drawn from a replay buffer. The data
+comes from a behaviour policy (epsilon-greedy on Q) while the target policy being learned is greedy;
+the max in the target is why that needs no importance ratio. A target network, a copy of Q updated
+slowly, keeps y from chasing Q. (README.md has the MountainCar-v0 command line.)
 
-    python dqn.py --env-id CartPole-v1
     python dqn.py --env-id CartPole-v1 --no-double-dqn --loss mse
-    python dqn.py --env-id MountainCar-v0 --total-timesteps 120000 --learning-rate 4e-3 \
-        --buffer-size 10000 --learning-starts 1000 --gamma 0.98 --target-network-frequency 600 \
-        --num-envs 1 --train-frequency 16 --gradient-steps 8 --exploration-fraction 0.2 \
-        --end-e 0.07 --no-double-dqn --no-anneal-lr
-(MountainCar needs the rounds of 8 gradient steps every 16 env steps: with one gradient step
-every 2 env steps it fails, as measured in README.md.)
 """
 
 import importlib.util
 import json
 import os
-import random
+import pickle
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -36,12 +29,10 @@ from gymnasium.vector import AutoresetMode
 
 @dataclass
 class Args:
-    exp_name: str = "dqn"
-    """name of this experiment (part of the run name)"""
+    exp_name: str = os.path.basename(__file__)[: -len(".py")]
+    """name of this experiment (part of the run name); defaults to the script's file name"""
     seed: int = 1
-    """seed of the experiment (torch, numpy, random and the environments)"""
-    torch_deterministic: bool = True
-    """if toggled, `torch.backends.cudnn.deterministic=True`"""
+    """seed of the experiment (torch, numpy and the environments)"""
     cuda: bool = False
     """if toggled, run the networks on the GPU (tiny MLPs are usually faster on the CPU)"""
     track: bool = False
@@ -53,7 +44,7 @@ class Args:
     capture_video: bool = False
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
-    """if toggled, save the Q-network and args to `runs/{run_name}/dqn.pt` and evaluate it greedily"""
+    """if toggled, save the Q-network and args to `runs/{run_name}/{exp_name}.pt` and evaluate it greedily"""
     eval_checkpoint: Optional[str] = None
     """path of a saved model: evaluate it for `--eval-episodes` episodes instead of training"""
     eval_episodes: int = 10
@@ -63,13 +54,13 @@ class Args:
 
     # Algorithm specific arguments
     env_id: str = "CartPole-v1"
-    """the id of the environment"""
+    """the id of the gymnasium environment"""
     total_timesteps: int = 50_000
     """total environment steps of the experiment"""
     learning_rate: float = 2e-3
     """the learning rate of the Adam optimizer"""
     anneal_lr: bool = True
-    """if toggled, the learning rate decays linearly to 0 over `total-timesteps` (steadies the final greedy policy)"""
+    """if toggled, the learning rate decays linearly to 0 over the run (steadies the final greedy policy)"""
     num_envs: int = 4
     """the number of parallel environments"""
     buffer_size: int = 100_000
@@ -107,44 +98,30 @@ class UsageError(ValueError):
 
 
 # --- environments: gymnasium 1.x vector env with SAME_STEP autoreset ---
-# With SAME_STEP, a sub-env that terminates or truncates is reset inside the same step():
-# the returned obs is already the first obs of the next episode, and the true last obs
-# of the finished episode is in info["final_obs"]. Every transition returned is real, so
-# every one goes into the replay buffer, with the final obs as its s'.
-def make_env(env_id: str, idx: int, capture_video: bool, run_name: str):
-    def thunk():
-        if capture_video and idx == 0:
-            env = gym.make(env_id, render_mode="rgb_array", disable_env_checker=True)
-            env = gym.wrappers.RecordVideo(env, f"videos/{run_name}")
-        else:
-            env = gym.make(env_id, disable_env_checker=True)
-        return env
-
-    return thunk
-
-
+# A sub-env whose episode ends (terminated or truncated) is reset inside the same step(): the obs it
+# returns is the next episode's first, and the ended episode's last obs is in info["final_obs"].
 def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = ""):
+    def make_env(idx: int):
+        if capture_video and idx == 0:  # record env 0's episodes
+            return gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
+        return gym.make(env_id, disable_env_checker=True)
+
     # copy=False: step() returns its internal obs array; we copy it into the buffer at once
-    return gym.vector.SyncVectorEnv(
-        [make_env(env_id, i, capture_video, run_name) for i in range(num_envs)],
-        autoreset_mode=AutoresetMode.SAME_STEP,
-        copy=False,
-    )
+    thunks = [lambda i=i: make_env(i) for i in range(num_envs)]
+    return gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
 
 
 def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
     """s' of each env's transition: the returned obs, except where the episode ended,
     where the returned obs already belongs to the next episode and s' is info["final_obs"]."""
-    if not done.any():
-        return obs
-    next_obs = obs.copy()
+    next_obs = obs.copy() if done.any() else obs
     for i in np.flatnonzero(done):
         next_obs[i] = info["final_obs"][i]
     return next_obs
 
 
 def check_args(args: Args):
-    """Refuse settings that cannot work, each with one line that says what to do."""
+    """Refuse settings that cannot work, before training, each with one line that says what to do."""
     for name in ["total_timesteps", "num_envs", "buffer_size", "target_network_frequency", "batch_size",
                  "train_frequency", "gradient_steps", "eval_episodes"]:
         if getattr(args, name) <= 0:
@@ -152,70 +129,75 @@ def check_args(args: Args):
     if args.batch_size > args.buffer_size:
         raise UsageError(f"--batch-size ({args.batch_size}) is larger than --buffer-size ({args.buffer_size})")
     if args.learning_starts < args.batch_size:
-        raise UsageError(f"--learning-starts ({args.learning_starts}) must be at least --batch-size ({args.batch_size})")
-    if not 0.0 < args.tau <= 1.0:
-        raise UsageError(f"--tau must be in (0, 1], got {args.tau}")
+        raise UsageError(f"--learning-starts ({args.learning_starts}) is below --batch-size ({args.batch_size})")
+    for name in ["tau", "exploration_fraction"]:
+        if not 0.0 < getattr(args, name) <= 1.0:
+            raise UsageError(f"--{name.replace('_', '-')} must be in (0, 1], got {getattr(args, name)}")
     for name in ["start_e", "end_e", "eval_epsilon"]:
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if not 0.0 < args.exploration_fraction <= 1.0:
-        raise UsageError(f"--exploration-fraction must be in (0, 1], got {args.exploration_fraction}")
-    if args.eval_checkpoint is not None and not os.path.isfile(args.eval_checkpoint):
-        raise UsageError(f"--eval-checkpoint {args.eval_checkpoint}: no such file (train with --save-model first)")
-    if args.env_id not in gym.registry:
-        raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1, MountainCar-v0")
     if args.capture_video and importlib.util.find_spec("moviepy") is None:
         raise UsageError("--capture-video needs moviepy: pip install moviepy")
     if args.cuda and not torch.cuda.is_available():
         raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
-
-
-def check_spaces(env_id: str, observation_space: gym.Space, action_space: gym.Space):
-    if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 1):
-        raise UsageError(
-            f"dqn.py's MLP needs a flat Box observation space; {env_id} has {observation_space} "
-            "(wrap it in gymnasium.wrappers.FlattenObservation)"
-        )
+    if args.env_id not in gym.registry:
+        raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1")
+    try:
+        env = gym.make(args.env_id)  # one env, to see its spaces
+    except gym.error.DependencyNotInstalled as e:  # e.g. a MuJoCo env without gymnasium[mujoco]
+        raise UsageError(f"{args.env_id} needs a package that is not installed: {e}") from None
+    obs_space, action_space = env.observation_space, env.action_space
+    env.close()
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise UsageError(f"the MLP needs a flat Box observation space; {args.env_id} has {obs_space}")
     if not isinstance(action_space, gym.spaces.Discrete):
-        raise UsageError(
-            f"dqn.py needs a discrete action space; {env_id} has {action_space}; use ppo.py for continuous control"
-        )
+        raise UsageError(f"DQN needs a discrete action space; {args.env_id} has {action_space}; use ppo.py for it")
 
 
 # --- the network: Q(s, .) for all actions at once ---
-class QNetwork(nn.Module):
-    def __init__(self, obs_dim: int, num_actions: int):
-        super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(obs_dim, 128),
-            nn.ReLU(),
-            nn.Linear(128, 128),
-            nn.ReLU(),
-            nn.Linear(128, num_actions),
+class QNetwork(nn.Sequential):
+    def __init__(self, obs_dim: int, num_actions: int, hidden: int = 128):
+        super().__init__(
+            nn.Linear(obs_dim, hidden), nn.ReLU(),
+            nn.Linear(hidden, hidden), nn.ReLU(),
+            nn.Linear(hidden, num_actions),
         )
-
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
 
 
 # --- acting: epsilon-greedy on a numpy copy of Q ---
+# At num_envs rows a call, torch spends most of its time dispatching ops; numpy does not (README: timings).
+NUMPY_ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0.0)}
+
+
 class NumpyQ:
-    """Q(s, .) in numpy with a copy of the online network's weights, for acting only.
+    """Q(s, .) with a numpy copy of q_network's weights, taken again by refresh() after each training round.
+    Checked once on probe_obs against q_network itself: it raises rather than act on another Q."""
 
-    The envs ask for num_envs actions at a time, one env step after another. For batches
-    that small torch spends most of its time dispatching ops; numpy runs the same forward
-    pass several times faster. The copy is refreshed after every gradient step."""
+    def __init__(self, q_network: QNetwork, probe_obs: np.ndarray):
+        self.q_network = q_network
+        self.refresh()
+        got = self(probe_obs)
+        with torch.no_grad():
+            expected = q_network(torch.as_tensor(probe_obs, device=next(q_network.parameters()).device)).cpu().numpy()
+        if not np.allclose(got, expected, rtol=1e-4, atol=1e-5):
+            raise UsageError(f"NumpyQ differs from q_network by {np.abs(got - expected).max():.2g}; "
+                             "make it follow your change to QNetwork, or act with the torch line beside it")
 
-    def __init__(self, q_network: QNetwork):
-        linears = [m for m in q_network.net if isinstance(m, nn.Linear)]
-        self.layers = [(m.weight.detach().cpu().numpy().T.copy(), m.bias.detach().cpu().numpy().copy()) for m in linears]
+    def refresh(self):
+        self.layers = []  # functions of x: Linear as x @ W^T + b, activations by NUMPY_ACTIVATIONS
+        for layer in self.q_network:
+            if isinstance(layer, nn.Linear):
+                weight, bias = layer.weight.detach().cpu().numpy().T.copy(), layer.bias.detach().cpu().numpy().copy()
+                self.layers.append(lambda x, weight=weight, bias=bias: x @ weight + bias)
+            elif type(layer) in NUMPY_ACTIVATIONS:
+                self.layers.append(NUMPY_ACTIVATIONS[type(layer)])
+            else:
+                raise UsageError(f"NumpyQ has no numpy version of layer {layer}; add one to NUMPY_ACTIVATIONS")
 
     def __call__(self, obs: np.ndarray) -> np.ndarray:
-        x = obs
-        for weight, bias in self.layers[:-1]:
-            x = np.maximum(x @ weight + bias, 0.0)  # ReLU
-        weight, bias = self.layers[-1]
-        return x @ weight + bias
+        for layer in self.layers:
+            obs = layer(obs)
+        return obs
 
 
 def epsilon_greedy(q_values: np.ndarray, epsilon: float, rng: np.random.Generator) -> np.ndarray:
@@ -272,49 +254,38 @@ def td_target(rewards, terminated, next_q_target, gamma: float, next_q_online=No
     return rewards + gamma * (1.0 - terminated) * next_value
 
 
-# --- save and evaluate ---
-def save_checkpoint(path: str, q_network: QNetwork, args: Args):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({"model": q_network.state_dict(), "args": asdict(args)}, path)
-
-
-def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, epsilon: float = 0.0, capture_video: bool = False) -> list:
+# --- evaluate a saved model ---
+def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, epsilon: float = 0.0, capture_video: bool = False):
     """Run `eval_episodes` episodes epsilon-greedy (greedy by default) on the saved Q; returns their returns."""
-    checkpoint = torch.load(path, weights_only=False)
-    saved = Args(**checkpoint["args"])
-    env = make_env(saved.env_id, 0, capture_video, f"{saved.exp_name}-eval")()
-    q_network = QNetwork(env.observation_space.shape[0], int(env.action_space.n))
-    q_network.load_state_dict(checkpoint["model"])
-    q_numpy, rng = NumpyQ(q_network), np.random.default_rng(seed)
-    returns = []
-    for episode in range(eval_episodes):
-        obs, _ = env.reset(seed=seed + episode)
-        done, episodic_return = False, 0.0
-        while not done:
-            action = epsilon_greedy(q_numpy(obs[None].astype(np.float32)), epsilon, rng)[0]
-            obs, reward, terminated, truncated, _ = env.step(action)
-            episodic_return += float(reward)
-            done = terminated or truncated
-        returns.append(episodic_return)
-    env.close()
+    try:  # weights_only: unpickles tensors and plain types only, so a foreign file cannot run code
+        checkpoint = torch.load(path, weights_only=True)
+        saved = Args(**checkpoint["args"])
+        envs = make_envs(saved.env_id, 1, capture_video, f"{saved.exp_name}-eval")
+        q_network = QNetwork(envs.single_observation_space.shape[0], int(envs.single_action_space.n))
+        q_network.load_state_dict(checkpoint["model"])
+    except (OSError, pickle.UnpicklingError, RuntimeError, KeyError, TypeError, AttributeError, gym.error.Error) as e:
+        raise UsageError(f"{path}: not a checkpoint written by this script's --save-model ({type(e).__name__})")
+    obs, _ = envs.reset(seed=seed)
+    q_numpy, rng = NumpyQ(q_network, obs), np.random.default_rng(seed)
+    returns, episodic_return = [], 0.0
+    while len(returns) < eval_episodes:
+        obs, reward, terminated, truncated, _ = envs.step(epsilon_greedy(q_numpy(obs), epsilon, rng))
+        episodic_return += float(reward[0])
+        if terminated[0] or truncated[0]:
+            returns.append(episodic_return)
+            episodic_return = 0.0
+    envs.close()
     return returns
 
 
 def main(args: Args) -> dict:
     check_args(args)
-    if args.eval_checkpoint is not None:
+    if args.eval_checkpoint is not None:  # evaluate a saved model instead of training
         returns = evaluate(args.eval_checkpoint, args.eval_episodes, args.seed, args.eval_epsilon, args.capture_video)
-        for r in returns:
-            print(f"eval_episodic_return={r}")
         return {"eval_returns": returns, "eval_mean_return": float(np.mean(returns))}
 
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    try:
-        envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
-    except gym.error.DependencyNotInstalled as e:  # e.g. a MuJoCo env without gymnasium[mujoco]
-        raise UsageError(f"{args.env_id} needs a package that is not installed: {e}") from None
-    check_spaces(args.env_id, envs.single_observation_space, envs.single_action_space)
-
+    envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
     if args.track:
         import wandb
 
@@ -322,76 +293,60 @@ def main(args: Args) -> dict:
         wandb.define_metric("global_step")
         wandb.define_metric("*", step_metric="global_step")
 
-    # --- seeding ---
-    random.seed(args.seed)
-    np.random.seed(args.seed)
+    # --- seeding: torch (initial weights), numpy (exploration and replay sampling), the envs ---
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)  # exploration and replay sampling
-    torch.backends.cudnn.deterministic = args.torch_deterministic
-    # Networks this small run faster on one thread than with the thread pool's overhead.
-    torch.set_num_threads(1)
+    rng = np.random.default_rng(args.seed)
+    torch.set_num_threads(1)  # networks this small run faster without the thread pool's overhead
     device = torch.device("cuda" if args.cuda else "cpu")
-
     obs_dim, num_actions = envs.single_observation_space.shape[0], int(envs.single_action_space.n)
     q_network = QNetwork(obs_dim, num_actions).to(device)
     target_network = QNetwork(obs_dim, num_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel for all tensors
-    q_numpy = NumpyQ(q_network)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, fused=True)  # fused: one kernel
     buffer = ReplayBuffer(args.buffer_size, obs_dim, rng)
-
-    episode_returns = np.zeros(args.num_envs)
-    episode_lengths = np.zeros(args.num_envs, np.int64)
-    recent_returns = deque(maxlen=10)
-    global_step, gradient_steps = 0, 0
-    start_time = time.time()
-    raw_obs, _ = envs.reset(seed=args.seed)
+    episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
+    recent_returns = deque(maxlen=10)  # the returns of the last 10 finished episodes
+    global_step, start_time, gradient_steps = 0, time.time(), 0
+    obs = envs.reset(seed=args.seed)[0].astype(np.float32)
     envs.action_space.seed(args.seed)
+    q_numpy = NumpyQ(q_network, probe_obs=obs)
 
     while global_step < args.total_timesteps:
         # --- act: epsilon-greedy behaviour policy ---
-        obs = raw_obs.astype(np.float32)
-        epsilon = linear_schedule(args.start_e, args.end_e, args.exploration_fraction * args.total_timesteps, global_step)
+        exploration_steps = args.exploration_fraction * args.total_timesteps
+        epsilon = linear_schedule(args.start_e, args.end_e, exploration_steps, global_step)
         if global_step < args.learning_starts:
             actions = rng.integers(0, num_actions, args.num_envs)  # before learning: uniformly random play
-        else:
+        else:  # plain torch: q_values = q_network(torch.as_tensor(obs)).numpy()
             actions = epsilon_greedy(q_numpy(obs), epsilon, rng)
-        raw_obs, rewards, terminated, truncated, info = envs.step(actions)
+        raw_obs, reward, terminated, truncated, info = envs.step(actions)
         done = terminated | truncated
         previous_step, global_step = global_step, global_step + args.num_envs
 
         # --- store: s' is the true final obs at an episode end; only termination stops the bootstrap ---
-        buffer.add(obs, true_next_obs(raw_obs, done, info), actions, rewards, terminated)
+        buffer.add(obs, true_next_obs(raw_obs, done, info), actions, reward, terminated)
+        obs = raw_obs.astype(np.float32)
 
-        # --- episode statistics ---
-        episode_returns += rewards
+        # --- episode statistics: undiscounted return ---
+        episode_returns += reward
         episode_lengths += 1
         for i in np.flatnonzero(done):
             recent_returns.append(episode_returns[i])
             print(f"global_step={global_step}, episodic_return={episode_returns[i]:.2f}")
             if args.track:
-                wandb.log(
-                    {
-                        "global_step": global_step,
-                        "charts/episodic_return": episode_returns[i],
-                        "charts/episodic_length": episode_lengths[i],
-                        "charts/epsilon": epsilon,
-                    }
-                )
-        episode_returns[done] = 0.0
-        episode_lengths[done] = 0
-
+                wandb.log({"global_step": global_step, "charts/episodic_return": episode_returns[i],
+                           "charts/episodic_length": episode_lengths[i]})
+        episode_returns[done], episode_lengths[done] = 0.0, 0
         if global_step < args.learning_starts:
             continue
 
-        # --- learn: gradient_steps gradient steps every train_frequency env steps (num_envs arrive at a time) ---
+        # --- update: gradient_steps steps every train_frequency env steps (num_envs arrive at a time) ---
         training_rounds = global_step // args.train_frequency - previous_step // args.train_frequency
-        if args.anneal_lr:
+        if args.anneal_lr:  # lr_t = lr * (1 - t/T)
             optimizer.param_groups[0]["lr"] = args.learning_rate * (1.0 - global_step / args.total_timesteps)
         for _ in range(training_rounds * args.gradient_steps):
             b_obs, b_actions, b_rewards, b_next_obs, b_terminated = (
-                torch.from_numpy(x).to(device) for x in buffer.sample(args.batch_size)
-            )
+                torch.from_numpy(x).to(device) for x in buffer.sample(args.batch_size))
             with torch.no_grad():
                 next_q_target = target_network(b_next_obs)
                 next_q_online = q_network(b_next_obs) if args.double_dqn else None
@@ -404,9 +359,9 @@ def main(args: Args) -> dict:
             optimizer.step()
             gradient_steps += 1
         if training_rounds > 0:  # the behaviour policy changes only here, and holds until the next round
-            q_numpy = NumpyQ(q_network)
+            q_numpy.refresh()
 
-        # --- target network: theta_target <- tau*theta + (1 - tau)*theta_target, every target_network_frequency env steps ---
+        # --- target network: theta_target <- tau*theta + (1 - tau)*theta_target, every target-network-frequency ---
         if global_step // args.target_network_frequency > previous_step // args.target_network_frequency:
             with torch.no_grad():
                 for target_param, param in zip(target_network.parameters(), q_network.parameters()):
@@ -417,33 +372,21 @@ def main(args: Args) -> dict:
             sps = int(global_step / (time.time() - start_time))
             mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
             if global_step // 10_000 > previous_step // 10_000:
-                print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return:.2f}, epsilon={epsilon:.3f}")
+                print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return:.2f}, eps={epsilon:.3f}")
             if args.track and gradient_steps > 0:
-                wandb.log(
-                    {
-                        "global_step": global_step,
-                        "losses/td_loss": loss.item(),
-                        "losses/q_values": q_taken.mean().item(),
-                        "charts/epsilon": epsilon,
-                        "charts/SPS": sps,
-                    }
-                )
+                wandb.log({"global_step": global_step, "losses/td_loss": loss.item(), "charts/SPS": sps,
+                           "losses/q_values": q_taken.mean().item(), "charts/epsilon": epsilon})
 
     envs.close()
-    result = {
-        "env_id": args.env_id,
-        "global_step": global_step,
-        "mean_return_last10": float(np.mean(recent_returns)) if recent_returns else float("nan"),
-        "final_epsilon": epsilon,
-        "gradient_steps": gradient_steps,
-        "sps": int(global_step / (time.time() - start_time)),
-        "wall_seconds": round(time.time() - start_time, 2),
-    }
-    if args.save_model:
-        model_path = f"runs/{run_name}/{args.exp_name}.pt"
-        save_checkpoint(model_path, q_network.cpu(), args)
-        returns = evaluate(model_path, args.eval_episodes, args.seed, args.eval_epsilon)
-        result.update(model_path=model_path, eval_mean_return=float(np.mean(returns)))
+    result = {"env_id": args.env_id, "global_step": global_step,
+              "mean_return_last10": float(np.mean(recent_returns)) if recent_returns else float("nan"),
+              "final_epsilon": epsilon, "gradient_steps": gradient_steps,
+              "sps": int(global_step / (time.time() - start_time)), "wall_seconds": round(time.time() - start_time, 2)}
+    if args.save_model:  # tensors and plain types only (see evaluate)
+        result["model_path"] = path = f"runs/{run_name}/{args.exp_name}.pt"
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        torch.save({"model": q_network.cpu().state_dict(), "args": asdict(args)}, path)
+        result["eval_mean_return"] = float(np.mean(evaluate(path, args.eval_episodes, args.seed, args.eval_epsilon)))
     if args.track:
         wandb.finish()
     return result
@@ -454,4 +397,4 @@ if __name__ == "__main__":
     try:
         print(json.dumps(main(cli_args)))
     except UsageError as e:
-        raise SystemExit(f"dqn.py: error: {e}")
+        raise SystemExit(f"{os.path.basename(__file__)}: error: {e}")

@@ -1,12 +1,16 @@
 """Benchmark an rlref script over several seeds: how many env steps and how many whole-process
-wall seconds until the mean of the last 10 episodic returns first reaches a threshold, the
-final mean return, SPS, and (in the same run) the env-only stepping rate of the same vector
-env with random actions, so SPS can be quoted as a fraction of that limit.
+wall seconds until the mean of the last 10 episodic returns first reaches a threshold, the best
+and the final mean of 10, the saved policy's evaluation (with --save-model), SPS, and (in the same
+run) the env-only stepping rate of the same vector env with random actions, so SPS can be quoted
+as a fraction of that limit.
 
-    python benchmarks/run.py ppo.py --threshold 475 --seeds 1 2 3 4 5 -- --env-id CartPole-v1
+    python benchmarks/run.py ppo.py --threshold 475 --seeds 1 2 3 4 5 -- --env-id CartPole-v1 --save-model
+    python benchmarks/run.py ppo.py --threshold 475 --compare "benchmarks/peers.py --algo sb3-ppo" -- --save-model
 
-Everything after `--` is passed to the script unchanged. Seeds run one after another so
-that they do not compete for the 2 cores. Prints a plain table and writes a markdown file
+Everything after `--` is passed to the script unchanged. `--compare CMD` (repeatable) runs another
+command the same way, seed by seed interleaved with the script (seed 1 of each, then seed 2 of each...),
+so that the machine's drift over minutes falls on both alike. Seeds run one after another so that
+they do not compete for the 2 cores. Prints plain tables and writes one markdown file
 (default: benchmarks/results/<script>_<env>_<time>.md).
 """
 
@@ -15,6 +19,7 @@ import importlib.util
 import json
 import os
 import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -56,7 +61,8 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
     """Run one seed as its own process; the clock starts before the interpreter does."""
     cmd = [sys.executable, script, "--seed", str(seed)] + passthrough
     recent = deque(maxlen=10)
-    out = {"seed": seed, "steps_to_threshold": None, "seconds_to_threshold": None, "sps": None, "final_mean": None}
+    out = {"seed": seed, "steps_to_threshold": None, "seconds_to_threshold": None, "sps": None, "final_mean": None,
+           "best_mean": None}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -69,6 +75,8 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
         m = EPISODE.match(line)
         if m:
             recent.append(float(m.group(2)))
+            if len(recent) == 10:
+                out["best_mean"] = max(out["best_mean"] or -np.inf, float(np.mean(recent)))
             if (threshold is not None and out["steps_to_threshold"] is None and len(recent) == 10
                     and np.mean(recent) >= threshold):
                 out["steps_to_threshold"] = int(m.group(1))
@@ -104,6 +112,15 @@ def fmt(x):
     return str(int(x)) if isinstance(x, float) else str(x)
 
 
+def table(rows: list, med: dict, keys: list, header: list) -> list:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [r["seed"]] + [r.get(k) for k in keys]
+        lines.append("| " + " | ".join(fmt(c) for c in cells) + " |" + (f" {r['error']}" if "error" in r else ""))
+    lines.append("| **median** | " + " | ".join(fmt(med[k]) for k in keys) + " |")
+    return lines
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("script", help="the script to run, e.g. ppo.py")
@@ -112,6 +129,7 @@ def main():
     parser.add_argument("--stop-at-threshold", action="store_true", help="end each seed once it reaches the threshold")
     parser.add_argument("--env-only-seconds", type=float, default=3.0, help="how long to measure the env-only rate")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds after which a seed is killed")
+    parser.add_argument("--compare", action="append", default=[], help="another command (quoted) to run per seed")
     parser.add_argument("--label", default="", help="a name for this configuration in the markdown file")
     parser.add_argument("--out", default=None, help="markdown file to write")
     argv = sys.argv[1:]
@@ -128,51 +146,52 @@ def main():
     num_envs = script_args.num_envs if hasattr(script_args, "num_envs") else script_args.num_episodes
     # The env-only rate is measured again right before each seed: this VM's speed drifts by
     # 10-20% over minutes, and a rate taken minutes earlier would carry that drift into SPS / env-only.
-    rows = []
+    configs = [(opts.script, passthrough)] + [(shlex.split(c)[0], shlex.split(c)[1:]) for c in opts.compare]
+    rows = {i: [] for i in range(len(configs))}
     for seed in opts.seeds:
-        env_rate = env_only_rate(module, script_args.env_id, num_envs, opts.env_only_seconds)
-        row = run_seed(script, seed, passthrough, opts.threshold, opts.stop_at_threshold, opts.timeout)
-        row["env_only"] = round(env_rate)
-        row["sps_fraction"] = round(row["sps"] / env_rate, 3) if row["sps"] else None
-        rows.append(row)
+        for i, (path, extra) in enumerate(configs):
+            env_rate = env_only_rate(module, script_args.env_id, num_envs, opts.env_only_seconds) if i == 0 else None
+            row = run_seed(os.path.join(REPO, path), seed, extra, opts.threshold, opts.stop_at_threshold, opts.timeout)
+            row["env_only"] = round(env_rate) if env_rate else None
+            row["sps_fraction"] = round(row["sps"] / env_rate, 3) if row["sps"] and env_rate else None
+            rows[i].append(row)
 
-    def median(key):
-        values = [r.get(key) for r in rows if r.get(key) is not None]
+    def median(config_rows, key):
+        values = [r.get(key) for r in config_rows if r.get(key) is not None]
         return statistics.median(values) if values else None
 
-    reached = sum(r["steps_to_threshold"] is not None for r in rows)
-    med = {k: median(k) for k in ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds",
-                                  "eval_mean", "env_only", "sps_fraction"]}
+    keys = ["steps_to_threshold", "seconds_to_threshold", "best_mean", "final_mean", "eval_mean", "sps",
+            "process_seconds", "env_only", "sps_fraction"]
+    header = ["seed", "steps to thr", "s to thr", "best mean10", "final mean10", "eval mean (saved policy)", "SPS",
+              "process s", "env-only steps/s", "SPS / env-only"]
+    text, meds = [], []
+    for i, (path, extra) in enumerate(configs):
+        med = {k: median(rows[i], k) for k in keys}
+        meds.append(med)
+        reached = sum(r["steps_to_threshold"] is not None for r in rows[i])
+        command = f"python {path} " + " ".join(extra)
+        summary = [f"`{command}`: env {script_args.env_id}; threshold {opts.threshold}; "
+                   f"seeds reaching it: {reached}/{len(rows[i])}"]
+        if i == 0 and med["env_only"]:
+            summary.append(f"env-only rate (random actions, same vector env, measured before each seed): median "
+                           f"{med['env_only']:,.0f} steps/s; median SPS / env-only = {fmt(med['sps_fraction'])}")
+        if i > 0 and meds[0]["seconds_to_threshold"] and med["seconds_to_threshold"]:
+            ratio = meds[0]["seconds_to_threshold"] / med["seconds_to_threshold"]
+            summary.append(f"median s to threshold, {opts.script} / this: {ratio:.2f}")
+        text += summary + [""] + table(rows[i], med, keys, header) + [""]
     command = f"python benchmarks/run.py {opts.script} " + (f"--threshold {opts.threshold:g} " if opts.threshold is not None else "")
     command += ("--stop-at-threshold " if opts.stop_at_threshold else "") + "--seeds " + " ".join(map(str, opts.seeds))
+    command += "".join(f" --compare {shlex.quote(c)}" for c in opts.compare)
     command += (" -- " + " ".join(passthrough)) if passthrough else ""
-    keys = ["steps_to_threshold", "seconds_to_threshold", "final_mean", "sps", "process_seconds", "env_only", "sps_fraction"]
-    header = ["seed", "steps to thr", "s to thr", "final mean10", "SPS", "process s", "env-only steps/s", "SPS / env-only"]
-    if any(r.get("eval_mean") is not None for r in rows):
-        keys.append("eval_mean")
-        header.append("eval mean (saved policy)")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        cells = [r["seed"]] + [r.get(k) for k in keys]
-        lines.append("| " + " | ".join(fmt(c) for c in cells) + " |" + (f" {r['error']}" if "error" in r else ""))
-    lines.append("| **median** | " + " | ".join(fmt(med[k]) for k in keys) + " |")
-    summary = [
-        f"command: `{command}`",
-        f"env: {script_args.env_id}, {num_envs} envs; threshold: {opts.threshold}; "
-        f"seeds reaching it: {reached}/{len(rows)}",
-        f"env-only rate (random actions, same vector env, measured before each seed): median "
-        f"{med['env_only']:,.0f} steps/s; median SPS / env-only = {fmt(med['sps_fraction'])}",
-    ]
-    print("\n".join(summary))
-    print("\n".join(lines))
+    text = [f"command: `{command}`", ""] + text
+    print("\n".join(text))
 
     out = opts.out or os.path.join(
         REPO, "benchmarks", "results",
         f"{os.path.basename(opts.script)[:-3]}_{script_args.env_id}_{time.strftime('%Y%m%d-%H%M%S')}.md")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
-        f.write(f"# {opts.label or opts.script} on {script_args.env_id}\n\n")
-        f.write("\n\n".join(summary) + "\n\n" + "\n".join(lines) + "\n")
+        f.write(f"# {opts.label or opts.script} on {script_args.env_id}\n\n" + "\n".join(text))
     print(f"wrote {os.path.relpath(out, REPO)}")
 
 

@@ -2,7 +2,6 @@
 wandb offline, and the errors for bad sizes. GAE, episode boundaries and the shared errors
 are checked for every script in test_shared.py."""
 
-import copy
 import os
 import re
 import subprocess
@@ -56,51 +55,6 @@ def test_value_loss_by_hand():
     assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=True).item() == pytest.approx(0.5 * (3.24 + 1) / 2)
 
 
-@pytest.mark.parametrize("max_norm", [0.5, 100.0])  # the gradient's norm is ~5: clipped, then left alone
-def test_clip_grad_norm_matches_torch(max_norm):
-    torch.manual_seed(0)
-    grads = [torch.randn(3, 4), torch.randn(4), torch.randn(2, 2)]
-    theirs = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
-    for p, g in zip(theirs, grads):
-        p.grad = g.clone()
-    ours = torch.cat([g.flatten() for g in grads])
-    norm = ppo.clip_grad_norm(ours, max_norm)
-    torch.testing.assert_close(norm, torch.nn.utils.clip_grad_norm_(theirs, max_norm))  # both return the norm before clipping
-    torch.testing.assert_close(ours, torch.cat([p.grad.flatten() for p in theirs]))
-    assert ours.norm().item() == pytest.approx(min(max_norm, norm.item()), rel=1e-5)
-
-
-@pytest.mark.parametrize("action_space", [gym.spaces.Discrete(2), gym.spaces.Box(-1.0, 1.0, (2,))])
-def test_flat_parameters_train_like_separate_ones(action_space):
-    """Adam and clipping on the one flat tensor give what they give on the separate parameters."""
-    torch.manual_seed(0)
-    flat_agent = ppo.Agent(4, action_space)
-    agent, start = copy.deepcopy(flat_agent), copy.deepcopy(flat_agent)
-    flat_params, flat_grads = ppo.flatten_parameters(flat_agent)
-    params = list(flat_agent.parameters())
-    assert flat_params.numel() == sum(p.numel() for p in params) == sum(p.numel() for p in agent.parameters())
-    for p, q in zip(params, agent.parameters()):
-        assert isinstance(p, torch.nn.Parameter) and p.shape == q.shape and torch.equal(p, q)
-        assert p.untyped_storage().data_ptr() == flat_params.untyped_storage().data_ptr()  # a view, not a copy
-        assert p.grad.untyped_storage().data_ptr() == flat_grads.untyped_storage().data_ptr()
-    flat_opt = torch.optim.Adam([flat_params], lr=1e-2, eps=1e-5, fused=True)
-    opt = torch.optim.Adam(agent.parameters(), lr=1e-2, eps=1e-5)
-    for _ in range(5):  # several steps: the flat gradient must be zeroed between them, not summed
-        obs = torch.randn(8, 4)
-        flat_grads.zero_()
-        ((flat_agent.dist_params(obs) - 1).square().sum() + flat_agent.value(obs).sum()).backward()
-        ppo.clip_grad_norm(flat_grads, 0.5)
-        flat_opt.step()
-        opt.zero_grad()
-        ((agent.dist_params(obs) - 1).square().sum() + agent.value(obs).sum()).backward()
-        torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
-        opt.step()
-        torch.testing.assert_close(flat_grads, torch.cat([q.grad.flatten() for q in agent.parameters()]))
-    for p, q, p0 in zip(flat_agent.parameters(), agent.parameters(), start.parameters()):
-        assert not torch.equal(p, p0)  # the steps moved every parameter ...
-        torch.testing.assert_close(p, q)  # ... and both ways to the same place
-
-
 def test_exact_kl_matches_torch_distributions():
     torch.manual_seed(0)
     agent = ppo.Agent(2, gym.spaces.Discrete(3))  # logits of 5 states over 3 actions
@@ -143,8 +97,8 @@ def test_pendulum_improves_and_saves_its_normalization(tmp_path, monkeypatch):
                     eval_episodes=2)
     result = ppo.main(args)
     assert result["mean_return_last10"] > -600  # a random policy averages about -1200
-    checkpoint = torch.load(result["model_path"], weights_only=False)
-    assert checkpoint["obs_rms"] is not None and checkpoint["obs_rms"]["count"] > 40_000
+    checkpoint = torch.load(result["model_path"], weights_only=True)
+    assert checkpoint["obs_rms"]["var"].shape == (3,) and not torch.equal(checkpoint["obs_rms"]["var"], torch.ones(3))
     assert np.isfinite(result["eval_mean_return"])
 
 
@@ -180,15 +134,10 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
         (dict(num_steps=-1), "--num-steps must be a positive integer"),
         (dict(update_epochs=0), "--update-epochs must be a positive integer"),
         (dict(total_timesteps=100), "smaller than one rollout"),
-        (dict(env_id="rlref/MultiDiscreteToy-v0"), "ppo.py handles Discrete and 1-D Box action spaces; "),
+        (dict(env_id="rlref/MultiDiscreteToy-v0"), "only Discrete and 1-D Box action spaces are handled; "),
     ],
 )
 def test_bad_sizes_get_a_clear_error(kwargs, message, capsys):
     with pytest.raises(ppo.UsageError, match=message):
         ppo.main(ppo.Args(**kwargs))
     assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
-
-
-def test_help_describes_the_flags():
-    help_text = subprocess.run([sys.executable, "ppo.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert "the ratio clipping epsilon of PPO-Clip" in help_text

@@ -58,13 +58,15 @@ def test_log_prob_matches_torch_distributions():
     agent = reinforce.Agent(3, gym.spaces.Discrete(4))
     actions = torch.tensor([0, 1, 2, 3, 1, 0])
     reference = torch.distributions.Categorical(logits=agent.actor(obs)).log_prob(actions)
-    torch.testing.assert_close(agent.log_prob(obs, actions), reference)
+    torch.testing.assert_close(agent.log_prob_entropy(agent.dist_params(obs), actions)[0], reference)
     agent = reinforce.Agent(3, gym.spaces.Box(-1, 1, (2,)))
     with torch.no_grad():
         agent.actor_logstd.copy_(torch.tensor([-0.5, 0.3]))
     actions = torch.randn(6, 2)
     normal = torch.distributions.Normal(agent.actor(obs), agent.actor_logstd.exp())
-    torch.testing.assert_close(agent.log_prob(obs, actions), normal.log_prob(actions).sum(-1))
+    log_prob, entropy = agent.log_prob_entropy(agent.dist_params(obs), actions)
+    torch.testing.assert_close(log_prob, normal.log_prob(actions).sum(-1))
+    torch.testing.assert_close(entropy, normal.entropy().sum(-1))
 
 
 # --- it learns, and round-trips through save/evaluate ---
@@ -142,8 +144,3 @@ def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
     with pytest.raises(reinforce.UsageError, match=message):
         reinforce.main(reinforce.Args(**kwargs))
     assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
-
-
-def test_help_describes_the_choices():
-    help_text = subprocess.run([sys.executable, "reinforce.py", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
-    assert "--weight {total,reward-to-go}" in help_text and "a learned V(s_t)" in help_text

@@ -1,7 +1,11 @@
 """Behaviour the vector-env scripts share, checked on each of them: GAE against explicit sums,
 gymnasium 1.x episode boundaries, the hand-written log-densities against torch.distributions,
-the numpy rollout sampler against the torch actor, and the clear errors for bad input."""
+the numpy rollout sampler against the torch actor (and the traps of a copied file: a changed
+network, the usual `optimizer.zero_grad()`, a checkpoint that is not ours), and the clear errors."""
 
+import ast
+import inspect
+import os
 import subprocess
 import sys
 
@@ -9,6 +13,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import tyro
 from gymnasium.vector import AutoresetMode
 
 import actor_critic
@@ -21,10 +26,6 @@ ALL_SCRIPTS = [reinforce, actor_critic, dqn, ppo]
 POLICY_SCRIPTS = [reinforce, actor_critic, ppo]  # the ones that act by sampling a ~ pi(.|s)
 GAE_SCRIPTS = [actor_critic, ppo]  # the ones that learn from n-step rollouts with GAE(lambda)
 NEXT_OBS_SCRIPTS = [actor_critic, dqn, ppo]  # the ones that learn from transitions that end at an autoreset
-
-
-def last_actor_layer(agent):
-    return agent.actor_head if hasattr(agent, "actor_head") else agent.actor[-1]
 
 
 # --- GAE against explicit sums ---
@@ -135,21 +136,173 @@ def test_numpy_policy_samples_what_the_torch_actor_defines(script):
     # discrete: Gumbel-max frequencies follow softmax(logits) of the torch actor
     agent = script.Agent(2, gym.spaces.Discrete(3))
     with torch.no_grad():
-        last_actor_layer(agent).weight.normal_(0.0, 2.0)  # logits far from uniform, so a wrong sampler shows
+        agent.actor[-1].weight.normal_(0.0, 2.0)  # logits far from uniform, so a wrong sampler shows
         probs = agent.actor(torch.from_numpy(obs[:1])).softmax(-1)[0].numpy()
-    actions = script.NumpyPolicy(agent, np.random.default_rng(1)).sample(obs)
+    actions = script.NumpyPolicy(agent, np.random.default_rng(1), obs[:4]).sample(obs)
     assert probs.max() - probs.min() > 0.2
     np.testing.assert_allclose(np.bincount(actions, minlength=3) / len(obs), probs, atol=0.015)
     # continuous: sample mean and std are the torch actor's mean and exp(log-std)
     agent = script.Agent(2, gym.spaces.Box(-1, 1, (2,)))
     with torch.no_grad():
-        last_actor_layer(agent).weight.normal_(0.0, 2.0)
+        agent.actor[-1].weight.normal_(0.0, 2.0)
         agent.actor_logstd.copy_(torch.tensor([-1.0, 0.5]))
         mean = agent.actor(torch.from_numpy(obs[:1]))[0].numpy()
-    actions = script.NumpyPolicy(agent, np.random.default_rng(1)).sample(obs)
+    actions = script.NumpyPolicy(agent, np.random.default_rng(1), obs[:4]).sample(obs)
     assert actions.dtype == np.float32
     np.testing.assert_allclose(actions.mean(0), mean, atol=0.03)
     np.testing.assert_allclose(actions.std(0), np.exp([-1.0, 0.5]), rtol=0.03)
+
+
+# --- traps of a copied file: the numpy copy of the network follows a changed network or refuses it ---
+def numpy_copy(script, net, probe):
+    """The script's numpy copy of `net` (the actor of a policy script, Q in dqn.py) and its output on probe."""
+    if script is dqn:
+        copy = dqn.NumpyQ(net, probe)
+        return copy(probe)
+    agent = script.Agent(probe.shape[1], gym.spaces.Discrete(3))
+    agent.actor = net
+    return script.NumpyPolicy(agent, np.random.default_rng(0), probe).forward(probe)
+
+
+def changed_mlp(in_dim, out_dim, hidden, activation):
+    return torch.nn.Sequential(torch.nn.Linear(in_dim, hidden), activation(), torch.nn.Linear(hidden, hidden),
+                               activation(), torch.nn.Linear(hidden, out_dim))
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("activation, hidden", [(torch.nn.ReLU, 32), (torch.nn.Tanh, 200)])
+def test_numpy_copy_follows_a_changed_activation_and_width(script, activation, hidden):
+    # The old numpy samplers hard-coded tanh (ReLU in dqn.py) and would silently compute another network here.
+    torch.manual_seed(0)
+    net = changed_mlp(4, 3, hidden, activation)
+    probe = np.random.default_rng(0).normal(size=(16, 4)).astype(np.float32) * 3
+    with torch.no_grad():
+        expected = net(torch.from_numpy(probe)).numpy()
+    np.testing.assert_allclose(numpy_copy(script, net, probe), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
+def test_numpy_copy_refuses_a_layer_it_does_not_know(script):
+    net = changed_mlp(4, 3, 16, torch.nn.GELU)
+    with pytest.raises(script.UsageError, match=r"no numpy version of layer GELU.*add one to NUMPY_ACTIVATIONS"):
+        numpy_copy(script, net, np.zeros((2, 4), np.float32))
+
+
+@pytest.mark.parametrize("script", POLICY_SCRIPTS, ids=lambda m: m.__name__)
+def test_numpy_policy_refuses_to_sample_when_dist_params_changed(script, monkeypatch):
+    # A reader who changes the policy outside agent.actor (here: a temperature on the logits) gets an error,
+    # not rollouts from another policy than the one whose log-probs make the loss.
+    torch.manual_seed(0)
+    agent = script.Agent(4, gym.spaces.Discrete(3))
+    probe = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    script.NumpyPolicy(agent, np.random.default_rng(0), probe)  # unchanged: no error
+    monkeypatch.setattr(script.Agent, "dist_params", lambda self, obs: self.actor(obs) / 0.5)
+    with pytest.raises(script.UsageError, match="NumpyPolicy differs from agent.dist_params"):
+        script.NumpyPolicy(agent, np.random.default_rng(0), probe)
+
+
+def test_numpy_q_refuses_to_act_when_the_q_network_changed():
+    class DuelingLikeQ(dqn.QNetwork):  # a forward() that is not the layers' composition
+        def forward(self, obs):
+            q = super().forward(obs)
+            return q - q.mean(-1, keepdim=True)
+
+    torch.manual_seed(0)
+    probe = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    with pytest.raises(dqn.UsageError, match="NumpyQ differs from q_network"):
+        dqn.NumpyQ(DuelingLikeQ(4, 3), probe)
+
+
+# --- traps of a copied file: the standard update idiom trains ---
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
+def test_the_update_uses_optimizer_zero_grad_and_moves_every_parameter(script, tmp_path, monkeypatch):
+    # ppo.py used to keep its gradients as views of one flat tensor: `optimizer.zero_grad()` (gradients set to
+    # None) cut the views and the run trained nothing, silently. Now every update calls optimizer.zero_grad();
+    # this counts the calls and checks that a short run moves every parameter away from its initial value.
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    real_zero_grad = torch.optim.Optimizer.zero_grad
+    monkeypatch.setattr(torch.optim.Optimizer, "zero_grad", lambda self, *a, **k: (calls.append(1), real_zero_grad(self, *a, **k)))
+    args = script.Args(seed=1, total_timesteps=4096, save_model=True, eval_episodes=1)
+    if script is dqn:
+        args = script.Args(seed=1, total_timesteps=3000, learning_starts=1000, save_model=True, eval_episodes=1)
+    result = script.main(args)
+    saved = torch.load(result["model_path"], weights_only=True)["model"]
+    torch.manual_seed(1)  # the same initial weights as the run's (built right after seeding)
+    initial = dqn.QNetwork(4, 2) if script is dqn else script.Agent(4, gym.spaces.Discrete(2))
+    assert len(calls) > 0
+    assert set(saved) == set(initial.state_dict())
+    for name, value in initial.state_dict().items():
+        assert not torch.equal(saved[name], value), f"{name} did not move"
+
+
+@pytest.mark.parametrize("script", [actor_critic, ppo], ids=lambda m: m.__name__)
+def test_the_standard_update_idiom_lowers_the_loss(script):
+    torch.manual_seed(0)
+    agent = script.Agent(4, gym.spaces.Discrete(2))
+    optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2, eps=1e-5, fused=True)
+    obs, actions, returns = torch.randn(64, 4), torch.randint(0, 2, (64,)), torch.randn(64)
+    losses = []
+    for _ in range(30):
+        logprob, _ = agent.log_prob_entropy(agent.dist_params(obs), actions)
+        loss = -logprob.mean() + 0.5 * ((agent.value(obs) - returns) ** 2).mean()  # imitate the actions, fit V
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(agent.parameters(), 0.5)
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.8 * losses[0]
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
+def test_no_parameter_or_gradient_is_rebound(script):
+    source = inspect.getsource(script)
+    assert "flatten_parameters" not in source
+    assert ".data =" not in source and ".grad =" not in source
+    assert "optimizer.zero_grad()" in inspect.getsource(script.main)
+
+
+# --- traps of a copied file: loading a checkpoint runs no code ---
+class RunsCode:
+    def __reduce__(self):
+        return (os.makedirs, ("pwned",))
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
+def test_a_foreign_checkpoint_gets_a_clear_error_and_runs_no_code(script, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    torch.save({"model": RunsCode(), "args": {"env_id": "CartPole-v1"}}, "foreign.pt")  # a pickled object
+    with open("garbage.pt", "wb") as f:
+        f.write(b"not a checkpoint")
+    torch.save({"model": {}, "args": {"env_id": "CartPole-v1", "no_such_flag": 1}}, "other_script.pt")
+    for path in ["foreign.pt", "garbage.pt", "other_script.pt"]:
+        with pytest.raises(script.UsageError, match=f"{path}: not a checkpoint written by this script's --save-model"):
+            script.main(script.Args(eval_checkpoint=path))
+    assert not os.path.exists("pwned")  # torch.load(weights_only=False) would have created it
+    assert "weights_only=False" not in inspect.getsource(script)
+
+
+# --- one Agent shape, one script name ---
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
+def test_the_script_name_comes_from_the_file(script):
+    assert script.Args().exp_name == script.__name__
+    module = ast.parse(inspect.getsource(script))
+    strings = [node.value for node in ast.walk(module) if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+    assert not [s for s in strings[1:] if script.__name__ + ".py" in s]  # strings[0] is the module docstring
+
+
+@pytest.mark.parametrize("script", [actor_critic, ppo], ids=lambda m: m.__name__)
+@pytest.mark.parametrize("shared_trunk", [False, True])
+def test_the_value_loss_reaches_the_actor_only_through_a_shared_trunk(script, shared_trunk):
+    torch.manual_seed(0)
+    agent = script.Agent(4, gym.spaces.Discrete(2), shared_trunk=shared_trunk)
+    obs = torch.randn(8, 4)
+    (agent.value(obs) - 1.0).square().mean().backward()
+    first_actor_layer = agent.actor[0].weight
+    assert (first_actor_layer.grad is not None and first_actor_layer.grad.abs().sum() > 0) == shared_trunk
+    assert agent.actor[-1].weight.grad is None  # the actor's last layer is never the critic's
+    n_params = sum(p.numel() for p in agent.parameters())
+    assert n_params == (4 * 64 + 64 + 64 * 64 + 64) * (1 if shared_trunk else 2) + (64 * 2 + 2) + (64 + 1)
 
 
 @pytest.mark.parametrize("script", GAE_SCRIPTS, ids=lambda m: m.__name__)
@@ -191,7 +344,7 @@ def test_log_prob_and_entropy_match_torch_distributions(script):
         (dict(env_id="rlref/DictObsToy-v0"), "needs a flat Box observation space"),
         (dict(env_id="rlref/NeedsMissingPackageToy-v0"), "needs a package that is not installed: .*pip install fakesim"),
         (dict(total_timesteps=0), "--total-timesteps must be a positive integer"),
-        (dict(eval_checkpoint="no/such/model.pt"), "no such file"),
+        (dict(eval_checkpoint="no/such/model.pt"), "not a checkpoint .*FileNotFoundError"),
     ],
 )
 def test_bad_input_gets_a_clear_error(script, kwargs, message, capsys):
@@ -215,14 +368,43 @@ def test_cuda_without_a_gpu_is_refused(script):
         script.main(script.Args(cuda=True))
 
 
+RUN_AS_MAIN = """
+import runpy, sys
+for path in sys.argv[1:]:  # each script as `python SCRIPT --env-id Nope-v9`, in one interpreter (one torch import)
+    sys.argv = [path, "--env-id", "Nope-v9"]
+    try:
+        runpy.run_path(path, run_name="__main__")
+    except SystemExit as e:
+        print(repr(e.code))
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_errors() -> dict:
+    paths = [script.__name__ + ".py" for script in ALL_SCRIPTS]
+    run = subprocess.run([sys.executable, "-c", RUN_AS_MAIN, *paths], cwd=ROOT, capture_output=True, text=True)
+    return dict(zip(paths, run.stdout.splitlines()))
+
+
 @pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
-def test_cli_prints_one_line_error_and_help_lists_the_flags(script):
+def test_cli_prints_one_line_error_and_help_lists_the_flags(script, cli_errors, capsys, monkeypatch):
     path = script.__name__ + ".py"
-    bad = subprocess.run([sys.executable, path, "--env-id", "Nope-v9"], cwd=ROOT, capture_output=True, text=True)
-    assert bad.returncode == 1
-    assert bad.stderr.startswith(f"{path}: error: unknown env id 'Nope-v9'; registered ids look like CartPole-v1")
-    assert len(bad.stderr.strip().splitlines()) == 1
-    help_text = subprocess.run([sys.executable, path, "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    message = ast.literal_eval(cli_errors[path])  # SystemExit(str): Python prints it to stderr as one line and exits with 1
+    assert message.startswith(f"{path}: error: unknown env id 'Nope-v9'; registered ids look like CartPole-v1")
+    assert "\n" not in message
+    monkeypatch.setenv("COLUMNS", "250")  # one line per flag's help
+    with pytest.raises(SystemExit):
+        tyro.cli(script.Args, args=["--help"])  # what `python SCRIPT --help` prints
+    help_text = capsys.readouterr().out
     for field in script.Args.__dataclass_fields__:
         assert "--" + field.replace("_", "-") in help_text, field
+    assert HELP_PHRASES[script] in help_text  # a field's docstring is its --help
+
+
+HELP_PHRASES = {
+    reinforce: "--weight {total,reward-to-go}",
+    actor_critic: "the critic shares all but the last layer with the actor",
+    dqn: "the online network picks argmax_a' Q(s', a')",
+    ppo: "the ratio clipping epsilon of PPO-Clip",
+}
 

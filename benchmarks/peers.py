@@ -1,0 +1,80 @@
+"""Peers for the benchmarks: Stable-Baselines3 with rl-baselines3-zoo's published hyperparameters, printing
+what the rlref scripts print (`global_step=N, episodic_return=R` per finished episode, a JSON last line), so
+that benchmarks/run.py measures both the same way.
+
+    pip install -r benchmarks/requirements.txt
+    python benchmarks/peers.py --algo sb3-ppo --env-id CartPole-v1 --seed 1
+
+Only the (algo, env) pairs below are here: each is rl-zoo's entry (hyperparams/<algo>.yml) as published.
+"""
+
+import argparse
+import json
+import time
+
+import numpy as np
+
+START = time.time()
+
+# rl-baselines3-zoo, hyperparams/ppo.yml, CartPole-v1 ("lin_" means linearly decayed to 0 over the run)
+ZOO = {
+    ("sb3-ppo", "CartPole-v1"): dict(
+        n_envs=8, n_timesteps=100_000, policy="MlpPolicy", n_steps=32, batch_size=256, gae_lambda=0.8, gamma=0.98,
+        n_epochs=20, ent_coef=0.0, learning_rate="lin_1e-3", clip_range="lin_0.2"),
+}
+
+
+def linear(start: float):
+    return lambda progress_remaining: progress_remaining * start  # SB3 passes 1 -> 0 over the run
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=sorted({a for a, _ in ZOO}), default="sb3-ppo")
+    parser.add_argument("--env-id", default="CartPole-v1")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--total-timesteps", type=int, default=None, help="default: rl-zoo's n_timesteps")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="greedy evaluation of the final policy")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: faster for SB3 too on this machine)")
+    args = parser.parse_args()
+    if (args.algo, args.env_id) not in ZOO:
+        raise SystemExit(f"peers.py: error: no rl-zoo entry here for {args.algo} on {args.env_id}; add it to ZOO")
+
+    import torch
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    hp = dict(ZOO[(args.algo, args.env_id)])
+    n_envs, total = hp.pop("n_envs"), args.total_timesteps or hp.pop("n_timesteps")
+    hp.pop("n_timesteps", None)
+    for key in ("learning_rate", "clip_range"):
+        if isinstance(hp[key], str) and hp[key].startswith("lin_"):
+            hp[key] = linear(float(hp[key][4:]))
+    recent = []
+
+    class PrintEpisodes(BaseCallback):
+        def _on_step(self) -> bool:
+            for info in self.locals["infos"]:
+                if "episode" in info:  # SB3's Monitor wrapper: the undiscounted return of a finished episode
+                    recent.append(info["episode"]["r"])
+                    print(f"global_step={self.num_timesteps}, episodic_return={info['episode']['r']:.2f}", flush=True)
+            return True
+
+    envs = make_vec_env(args.env_id, n_envs=n_envs, seed=args.seed)
+    model = PPO(env=envs, seed=args.seed, device="cpu", **hp)
+    start = time.time()
+    model.learn(total_timesteps=total, callback=PrintEpisodes())
+    wall = time.time() - start
+    eval_returns, _ = evaluate_policy(model, make_vec_env(args.env_id, n_envs=1, seed=args.seed + 100),
+                                      n_eval_episodes=args.eval_episodes, deterministic=True, return_episode_rewards=True)
+    print(json.dumps({"env_id": args.env_id, "algo": args.algo, "global_step": model.num_timesteps,
+                      "mean_return_last10": float(np.mean(recent[-10:])), "sps": int(model.num_timesteps / wall),
+                      "wall_seconds": round(wall, 2), "eval_mean_return": float(np.mean(eval_returns))}))
+
+
+if __name__ == "__main__":
+    main()
