@@ -471,7 +471,7 @@ def main(args: Args) -> dict:
             b_logprobs, _ = agent.log_prob_entropy(b_old_params, b_actions)
         next_values = next_values * (1.0 - terminated_buf)  # V(s_{t+1}) = 0 after termination
 
-        # --- advantage: GAE(lambda); value target R_t = A_t + V(s_t) ---
+        # --- advantage: GAE(lambda); lambda=0 is the one-step TD error, value target R_t = A_t + V(s_t) ---
         advantages = gae(rewards_buf, values, next_values, dones_buf, args.gamma, args.gae_lambda)
         returns = advantages + values
         b_advantages, b_returns, b_values = (
