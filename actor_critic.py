@@ -51,26 +51,26 @@ class Args:
     # Algorithm specific arguments
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
-    total_timesteps: int = 300_000
+    total_timesteps: int = 500_000
     """total environment steps of the experiment"""
-    learning_rate: float = 5e-3
-    """the learning rate of the Adam optimizer"""
-    num_envs: int = 16
+    learning_rate: float = 7e-4
+    """the learning rate of the Adam optimizer (small: with no trust region, large steps undo a solved task)"""
+    num_envs: int = 8
     """the number of parallel environments"""
-    num_steps: int = 16
-    """the number of steps per environment in each rollout"""
-    anneal_lr: bool = True
+    num_steps: int = 5
+    """the number of steps per environment in each rollout (A2C's many small updates, as in SB3 and rl-zoo)"""
+    anneal_lr: bool = False
     """if toggled, the learning rate decays linearly to 0 over the run"""
     gamma: float = 0.99
     """the discount factor gamma"""
-    gae_lambda: float = 0.95
-    """the lambda of generalized advantage estimation"""
-    norm_adv: bool = True
-    """if toggled, normalize advantages to mean 0, std 1 within each rollout"""
+    gae_lambda: float = 1.0
+    """the lambda of generalized advantage estimation (1: the n-step return of the A2C paper)"""
+    norm_adv: bool = False
+    """if toggled, normalize advantages to mean 0, std 1 within each rollout (off: once solved, it scales up noise)"""
     shared_trunk: bool = False
     """if toggled, the critic shares all but the last layer with the actor"""
-    ent_coef: float = 0.01
-    """the coefficient of the entropy bonus"""
+    ent_coef: float = 0.0
+    """the coefficient of the entropy bonus (0: a bonus keeps the policy too random to hold 500 on CartPole)"""
     vf_coef: float = 0.5
     """the coefficient of the value loss"""
     max_grad_norm: float = 0.5

@@ -10,8 +10,9 @@ as a fraction of that limit.
 Everything after `--` is passed to the script unchanged. `--compare CMD` (repeatable) runs another
 command the same way, seed by seed interleaved with the script (seed 1 of each, then seed 2 of each...),
 so that the machine's drift over minutes falls on both alike. Seeds run one after another so that
-they do not compete for the 2 cores. Prints plain tables and writes one markdown file
-(default: benchmarks/results/<script>_<env>_<time>.md).
+they do not compete for the 2 cores; `--jobs 2` runs two at a time, for long runs whose learning,
+not their seconds, is the figure (the env-only rate is then not measured). Prints plain tables and
+writes one markdown file (default: benchmarks/results/<script>_<env>_<time>.md).
 """
 
 import argparse
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tyro
@@ -60,9 +62,9 @@ def env_only_rate(module, env_id: str, num_envs: int, seconds: float) -> float:
 def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_threshold: bool, timeout: float) -> dict:
     """Run one seed as its own process; the clock starts before the interpreter does."""
     cmd = [sys.executable, script, "--seed", str(seed)] + passthrough
-    recent = deque(maxlen=10)
+    recent, last100 = deque(maxlen=10), deque(maxlen=100)
     out = {"seed": seed, "steps_to_threshold": None, "seconds_to_threshold": None, "sps": None, "final_mean": None,
-           "best_mean": None}
+           "best_mean": None, "final_mean100": None}
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -75,6 +77,7 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
         m = EPISODE.match(line)
         if m:
             recent.append(float(m.group(2)))
+            last100.append(float(m.group(2)))
             if len(recent) == 10:
                 out["best_mean"] = max(out["best_mean"] or -np.inf, float(np.mean(recent)))
             if (threshold is not None and out["steps_to_threshold"] is None and len(recent) == 10
@@ -92,6 +95,8 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
             last_line = line
     proc.wait()
     out["process_seconds"] = round(time.perf_counter() - start, 2)
+    if len(last100) == 100:  # the figure CleanRL and rl-zoo report for MuJoCo: the last 100 training episodes
+        out["final_mean100"] = float(np.mean(last100))
     if last_line.startswith("{"):
         result = json.loads(last_line)
         out["sps"] = result.get("sps", out["sps"])
@@ -130,6 +135,7 @@ def main():
     parser.add_argument("--env-only-seconds", type=float, default=3.0, help="how long to measure the env-only rate")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds after which a seed is killed")
     parser.add_argument("--compare", action="append", default=[], help="another command (quoted) to run per seed")
+    parser.add_argument("--jobs", type=int, default=1, help="seeds run at a time (>1: seconds are not comparable)")
     parser.add_argument("--label", default="", help="a name for this configuration in the markdown file")
     parser.add_argument("--out", default=None, help="markdown file to write")
     argv = sys.argv[1:]
@@ -147,23 +153,30 @@ def main():
     # The env-only rate is measured again right before each seed: this VM's speed drifts by
     # 10-20% over minutes, and a rate taken minutes earlier would carry that drift into SPS / env-only.
     configs = [(opts.script, passthrough)] + [(shlex.split(c)[0], shlex.split(c)[1:]) for c in opts.compare]
+    def one_run(seed_and_config):
+        seed, i = seed_and_config
+        path, extra = configs[i]
+        measure = i == 0 and opts.jobs == 1
+        env_rate = env_only_rate(module, script_args.env_id, num_envs, opts.env_only_seconds) if measure else None
+        row = run_seed(os.path.join(REPO, path), seed, extra, opts.threshold, opts.stop_at_threshold, opts.timeout)
+        row["env_only"] = round(env_rate) if env_rate else None
+        row["sps_fraction"] = round(row["sps"] / env_rate, 3) if row["sps"] and env_rate else None
+        return i, row
+
+    order = [(seed, i) for seed in opts.seeds for i in range(len(configs))]  # interleaved
     rows = {i: [] for i in range(len(configs))}
-    for seed in opts.seeds:
-        for i, (path, extra) in enumerate(configs):
-            env_rate = env_only_rate(module, script_args.env_id, num_envs, opts.env_only_seconds) if i == 0 else None
-            row = run_seed(os.path.join(REPO, path), seed, extra, opts.threshold, opts.stop_at_threshold, opts.timeout)
-            row["env_only"] = round(env_rate) if env_rate else None
-            row["sps_fraction"] = round(row["sps"] / env_rate, 3) if row["sps"] and env_rate else None
+    with ThreadPoolExecutor(opts.jobs) as pool:
+        for i, row in pool.map(one_run, order):
             rows[i].append(row)
 
     def median(config_rows, key):
         values = [r.get(key) for r in config_rows if r.get(key) is not None]
         return statistics.median(values) if values else None
 
-    keys = ["steps_to_threshold", "seconds_to_threshold", "best_mean", "final_mean", "eval_mean", "sps",
-            "process_seconds", "env_only", "sps_fraction"]
-    header = ["seed", "steps to thr", "s to thr", "best mean10", "final mean10", "eval mean (saved policy)", "SPS",
-              "process s", "env-only steps/s", "SPS / env-only"]
+    keys = ["steps_to_threshold", "seconds_to_threshold", "best_mean", "final_mean", "final_mean100", "eval_mean",
+            "sps", "process_seconds", "env_only", "sps_fraction"]
+    header = ["seed", "steps to thr", "s to thr", "best mean10", "final mean10", "final mean100",
+              "eval mean (saved policy)", "SPS", "process s", "env-only steps/s", "SPS / env-only"]
     text, meds = [], []
     for i, (path, extra) in enumerate(configs):
         med = {k: median(rows[i], k) for k in keys}
@@ -172,6 +185,9 @@ def main():
         command = f"python {path} " + " ".join(extra)
         summary = [f"`{command}`: env {script_args.env_id}; threshold {opts.threshold}; "
                    f"seeds reaching it: {reached}/{len(rows[i])}"]
+        m100 = [r["final_mean100"] for r in rows[i] if r["final_mean100"] is not None]
+        if m100:  # as CleanRL publishes MuJoCo results: mean +- std over seeds
+            summary.append(f"final mean100 over seeds: {np.mean(m100):.0f} +- {np.std(m100):.0f} ({len(m100)} seeds)")
         if i == 0 and med["env_only"]:
             summary.append(f"env-only rate (random actions, same vector env, measured before each seed): median "
                            f"{med['env_only']:,.0f} steps/s; median SPS / env-only = {fmt(med['sps_fraction'])}")
@@ -179,8 +195,10 @@ def main():
             ratio = meds[0]["seconds_to_threshold"] / med["seconds_to_threshold"]
             summary.append(f"median s to threshold, {opts.script} / this: {ratio:.2f}")
         text += summary + [""] + table(rows[i], med, keys, header) + [""]
-    command = f"python benchmarks/run.py {opts.script} " + (f"--threshold {opts.threshold:g} " if opts.threshold is not None else "")
+    command = f"python benchmarks/run.py {opts.script} "
+    command += f"--threshold {opts.threshold:g} " if opts.threshold is not None else ""
     command += ("--stop-at-threshold " if opts.stop_at_threshold else "") + "--seeds " + " ".join(map(str, opts.seeds))
+    command += f" --jobs {opts.jobs}" if opts.jobs > 1 else ""
     command += "".join(f" --compare {shlex.quote(c)}" for c in opts.compare)
     command += (" -- " + " ".join(passthrough)) if passthrough else ""
     text = [f"command: `{command}`", ""] + text

@@ -78,12 +78,11 @@ def best_mean10(stdout: str) -> float:
     return max(np.mean(returns[i - 10 : i]) for i in range(10, len(returns) + 1))
 
 
-def test_cartpole_learns_and_the_saved_policy_reproduces_it(tmp_path, monkeypatch, capsys):
+def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    result = ppo.main(ppo.Args(seed=1, save_model=True))
-    # Reaching 475 is the test; the last 10 sampled episodes swing late in some runs (seeds 1-10
-    # all reach 500; seed 1 ends at 328 with sampled actions while its greedy policy scores 500).
+    result = ppo.main(ppo.Args(seed=1, save_model=True, eval_episodes=3))  # default args (seeds 1-10 all end at 500)
     assert best_mean10(capsys.readouterr().out) >= 475
+    assert result["mean_return_last10"] >= 475
     assert result["eval_mean_return"] >= 475
     returns_a = ppo.evaluate(result["model_path"], eval_episodes=3, seed=5)
     returns_b = ppo.evaluate(result["model_path"], eval_episodes=3, seed=5)

@@ -70,11 +70,13 @@ def test_log_prob_matches_torch_distributions():
 
 
 # --- it learns, and round-trips through save/evaluate ---
-def test_cartpole_learns_and_the_saved_policy_reproduces_it(tmp_path, monkeypatch):
+def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = reinforce.main(reinforce.Args(seed=1, save_model=True, total_timesteps=150_000))
-    assert result["mean_return_last10"] >= 400  # random play: about 20
-    assert result["eval_mean_return"] >= 400
+    # Default args but a shorter budget (the first 60k steps of the full run: nothing anneals). Seed 1 reaches 475
+    # at 18k steps; seeds 1-10 of the full run all end at 500 and evaluate at 488-500.
+    result = reinforce.main(reinforce.Args(seed=1, save_model=True, total_timesteps=60_000, eval_episodes=3))
+    assert result["mean_return_last10"] >= 475  # random play: about 20
+    assert result["eval_mean_return"] >= 475
     returns_a = reinforce.evaluate(result["model_path"], eval_episodes=2, seed=5)
     assert returns_a == reinforce.evaluate(result["model_path"], eval_episodes=2, seed=5)
 
