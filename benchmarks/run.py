@@ -73,6 +73,7 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
         line = line.strip()
         if time.perf_counter() - start > timeout:
             proc.kill()
+            out["error"] = f"stopped by --timeout after {timeout:.0f} s"  # the figures are then from a shorter run
             break
         m = EPISODE.match(line)
         if m:
@@ -104,7 +105,7 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
         out["eval_mean"] = result.get("eval_mean_return")  # with --save-model: the saved policy's evaluation
     elif recent:
         out["final_mean"] = float(np.mean(recent))
-    if proc.returncode not in (0, -9) and out["final_mean"] is None:
+    if proc.returncode not in (0, -9) and out["final_mean"] is None and "error" not in out:
         out["error"] = f"exit code {proc.returncode}: {last_line}"
     return out
 
@@ -133,7 +134,7 @@ def main():
     parser.add_argument("--threshold", type=float, default=None, help="target for the mean of the last 10 returns")
     parser.add_argument("--stop-at-threshold", action="store_true", help="end each seed once it reaches the threshold")
     parser.add_argument("--env-only-seconds", type=float, default=3.0, help="how long to measure the env-only rate")
-    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds after which a seed is killed")
+    parser.add_argument("--timeout", type=float, default=7200.0, help="seconds after which a seed is killed")
     parser.add_argument("--compare", action="append", default=[], help="another command (quoted) to run per seed")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at a time (>1: seconds are not comparable)")
     parser.add_argument("--label", default="", help="a name for this configuration in the markdown file")
