@@ -8,7 +8,15 @@ pairs of SFT samples labelled by a hidden gold scorer (the stand-in for human ra
 a per-token KL penalty that keeps the policy near the reference. `--beta 0` shows why:
 the policy over-optimizes the learned proxy while the gold score falls.
 
+Beside PPO, the critic-free road (three models): `--advantage rloo` and `--advantage grpo` replace the value
+model by a baseline from the other responses to the same prompt, with the same PPO-clip update and per-token
+KL reward, so only the baseline differs. The canonical RLOO (Ahmadian et al. 2024) puts the KL in the reward per
+sequence; GRPO (Shao et al. 2024) puts a k3 KL term in the loss and averages each response's loss over its
+length, which Dr. GRPO (Liu et al. 2025) drops with the division by the group's std. Best-of-n from SFT is
+the frontier (Gao et al. 2022).
+
     python ppo_rlhf_toy.py
+    python ppo_rlhf_toy.py --advantage grpo
     python ppo_rlhf_toy.py --beta 0 --rm-num-pairs 200
 """
 
@@ -16,6 +24,7 @@ import copy
 import json
 import math
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Literal, Optional
@@ -77,22 +86,28 @@ class Args:
     """LoRA's scale is alpha / r"""
 
     # Stage 3: PPO
+    advantage: Literal["gae", "rloo", "grpo"] = "gae"
+    """`gae`: token GAE on a value model (four models); `rloo`, `grpo`: a baseline from the prompt's other responses"""
+    num_generations: int = 4
+    """K, responses sampled per prompt: a batch holds batch-size / K prompts (rloo and grpo need K >= 2)"""
     num_updates: int = 60
     """PPO updates (each samples one batch of responses)"""
     batch_size: int = 256
-    """prompts (and responses) per PPO update"""
+    """responses per PPO update"""
     num_minibatches: int = 4
     """minibatches per PPO epoch"""
     ppo_epochs: int = 4
     """passes over each batch of responses"""
     learning_rate: float = 3e-3
     """the learning rate of the policy's LoRA and the value model"""
+    anneal_lr: bool = True
+    """if toggled, the PPO learning rate decays linearly to 0 over the updates (as TRL and lm-human-preferences)"""
     temperature: float = 1.0
-    """sampling temperature; the same one divides the logits of the policy and the reference when log-probs are computed"""
+    """sampling temperature; the same one divides the policy's and the reference's logits for their log-probs"""
     beta: float = 0.1
     """the KL coefficient: per-token reward -beta * KL_t (0 allowed: no KL penalty)"""
     kl_estimator: Literal["k1", "k3"] = "k1"
-    """per-token KL estimate: `k1` = log p - log p_ref; `k3` = (p_ref/p - 1) - log(p_ref/p), never negative"""
+    """per-token KL in the reward: `k1` = log p - log p_ref; `k3` = (p_ref/p - 1) - log(p_ref/p) (see kl_per_token)"""
     kl_target: Optional[float] = None
     """if set, adapt beta so the sequence-level KL tracks this target (Ziegler et al. 2019)"""
     kl_horizon: int = 10_000
@@ -110,15 +125,17 @@ class Args:
     max_grad_norm: float = 1.0
     """the maximum norm for gradient clipping"""
     whiten_rewards: bool = False
-    """if toggled, whiten the per-token rewards of each batch before GAE"""
+    """if toggled, whiten the per-token rewards of each batch before GAE (gae only)"""
     missing_eos_penalty: float = 1.0
     """subtracted from the reward model's score of a response that has no EOS"""
     value_model: Literal["reward", "shared"] = "reward"
-    """the critic: `reward`, a copy of the reward model (its trunk and head) trained as V; `shared`, a head on the policy's own trunk"""
+    """gae's critic: `reward`, a copy of the reward model trained as V; `shared`, a head on the policy's trunk"""
     eval_every: int = 10
     """evaluate on held-out prompts every this many updates"""
     eval_prompts: int = 512
     """held-out prompts of each evaluation"""
+    best_of_n: int = 64
+    """the largest n of the best-of-n frontier from the SFT policy (n = 1, 2, 4, ... up to it); 0 skips it"""
 
 
 class UsageError(ValueError):
@@ -129,21 +146,27 @@ def check_args(args: Args):
     """Refuse settings that cannot work, each with one line that says what to do."""
     for name in ["prompt_len", "max_response_len", "d_model", "n_layer", "n_head", "sft_steps", "sft_batch_size",
                  "rm_num_pairs", "rm_epochs", "rm_batch_size", "lora_rank", "num_updates", "batch_size",
-                 "num_minibatches", "ppo_epochs", "eval_every", "eval_prompts", "kl_horizon"]:
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+                 "num_minibatches", "ppo_epochs", "eval_every", "eval_prompts", "kl_horizon", "num_generations"]:
+        minimum = 2 if name == "eval_prompts" else 1  # the gain is in units of the SFT samples' gold std
+        if getattr(args, name) < minimum:
+            raise UsageError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
     if args.d_model % args.n_head:
         raise UsageError(f"--d-model ({args.d_model}) must be divisible by --n-head ({args.n_head})")
-    if args.batch_size % args.num_minibatches:
-        raise UsageError(f"--batch-size ({args.batch_size}) must be divisible by --num-minibatches ({args.num_minibatches})")
-    if args.beta < 0:
-        raise UsageError(f"--beta must be >= 0 (0: no KL penalty), got {args.beta}")
-    if args.temperature <= 0:
-        raise UsageError(f"--temperature must be > 0, got {args.temperature}")
-    if args.rm_label_temperature <= 0:
-        raise UsageError(f"--rm-label-temperature must be > 0, got {args.rm_label_temperature}")
-    if args.kl_target is not None and args.kl_target <= 0:
-        raise UsageError(f"--kl-target must be > 0, got {args.kl_target}")
+    for name in ["num_minibatches", "num_generations"]:
+        if args.batch_size % getattr(args, name):
+            raise UsageError(f"--batch-size ({args.batch_size}) must be divisible by --{name.replace('_', '-')} "
+                             f"({getattr(args, name)})")
+    for name in ["temperature", "rm_label_temperature"] + ["kl_target"] * (args.kl_target is not None):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    for name in ["beta", "best_of_n"]:
+        if getattr(args, name) < 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (0: none), got {getattr(args, name)}")
+    if args.kl_target is not None and args.beta == 0:
+        raise UsageError("--kl-target needs --beta > 0 to start from: the controller multiplies beta, so 0 stays 0")
+    if args.advantage != "gae" and args.num_generations < 2:
+        raise UsageError(f"--advantage {args.advantage} needs --num-generations >= 2 (its baseline is the prompt's "
+                         "other responses)")
 
 
 # --- the toy language: a hidden bigram chain, and a hidden gold scorer that plays the human ---
@@ -158,8 +181,7 @@ class ToyLanguage:
     (each word has 4 possible successors); the response continues the prompt's chain, and its
     chance to end grows with its length: P(EOS after i words) = sigmoid(i - 4).
 
-    gold(response) = mean valence of its distinct words + 0.5 * mean log P_true(bigram)
-                     - 2 * [no EOS]
+    gold(response) = mean valence of its distinct words + 0.5 * mean log P_true(bigram) - 2 * [no EOS]
     Valence rewards some words, fluency rewards the true language's word order; a response
     that repeats one good word is not fluent, which a reward model that only ever saw fluent
     SFT samples cannot know.
@@ -214,13 +236,13 @@ class Block(nn.Module):
         super().__init__()
         self.n_head = n_head
         self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
+        self.qkv, self.proj = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         self.fc1, self.fc2 = nn.Linear(d_model, 4 * d_model), nn.Linear(4 * d_model, d_model)
 
     def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for z in self.qkv(self.ln1(x)).split(C, -1))
+        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+                   for z in self.qkv(self.ln1(x)).split(C, -1))
         if cache is not None:  # KV cache: prepend the keys and values of the positions already seen
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
@@ -312,7 +334,8 @@ def adapters_off(model: nn.Module):
 def response_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     """log softmax(logits / T) over the tokens a response may hold (never PAD, BOS or SEP). Sampling,
     the policy's log-probs and the reference's all use this one distribution, so none mismatches."""
-    return F.log_softmax((logits / temperature).index_fill(-1, torch.tensor([PAD, BOS, SEP], device=logits.device), -1e9), -1)
+    never = torch.tensor([PAD, BOS, SEP], device=logits.device)
+    return F.log_softmax((logits / temperature).index_fill(-1, never, -1e9), -1)
 
 
 @torch.no_grad()
@@ -372,12 +395,12 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
 
 def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
     """Estimates of KL(pi || pi_ref) from tokens sampled from pi, one per token.
-    k1 = log pi - log pi_ref (unbiased; a single one can be negative)
-    k3 = (r - 1) - log r, r = pi_ref / pi (unbiased, never negative, less noisy while pi is near pi_ref)"""
+    k1 = log pi - log pi_ref (unbiased; a single one can be negative). As a reward, its expected policy
+         gradient E[k1 grad log pi] is exactly grad KL.
+    k3 = (r - 1) - log r, r = pi_ref / pi (unbiased value, never negative), but as a reward its expected
+         gradient is not grad KL: near pi_ref it is a few percent of its size and points elsewhere."""
     log_ratio = logprobs - ref_logprobs
-    if estimator == "k1":
-        return log_ratio
-    return torch.expm1(-log_ratio) + log_ratio
+    return log_ratio if estimator == "k1" else torch.expm1(-log_ratio) + log_ratio
 
 
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
@@ -431,22 +454,36 @@ def adaptive_beta(beta: float, kl: float, kl_target: float, n_responses: int, ho
     return beta * (1 + error * n_responses / horizon)
 
 
-# --- the PPO stage's forward passes ---
-def policy_and_value(policy: TinyLM, value_model: ScalarModel, tokens: torch.Tensor, responses: torch.Tensor,
-                     prompt_size: int, temperature: float):
-    """log pi(y_t), entropy and V(x, y_<t) at each response position. The features at position
-    prompt_size - 1 + t predict y_t; V is read at the same positions."""
+def group_advantages(scores: torch.Tensor, k: int, method: str) -> torch.Tensor:
+    """Critic-free advantages of the reward model's scores s of responses in groups of K to one prompt (adjacent):
+    rloo: A_i = s_i - mean_{j != i} s_j                   (the other K-1 responses: the baseline leaves i out)
+    grpo: A_i = (s_i - mean_j s_j) / (std_j s_j + 1e-8)    (the whole group's mean and std)"""
+    group = scores.view(-1, k)  # (prompts, K)
+    if method == "rloo":
+        return (group - (group.sum(1, keepdim=True) - group) / (k - 1)).flatten()
+    return ((group - group.mean(1, keepdim=True)) / (group.std(1, keepdim=True) + 1e-8)).flatten()
+
+
+# --- the RL stage: forward passes, rollout, advantages, update ---
+def policy_and_value(policy: TinyLM, value_model: Optional[ScalarModel], tokens: torch.Tensor,
+                     responses: torch.Tensor, prompt_size: int, temperature: float):
+    """log pi(y_t), entropy and V(x, y_<t) at each response position (V is None without a value model).
+    The features at position prompt_size - 1 + t predict y_t; V is read at the same positions."""
     h = policy.hidden(tokens)[:, prompt_size - 1 : -1]
     logprobs, entropy = response_logprobs(policy.lm_head(h), responses, temperature)
+    if value_model is None:
+        return logprobs, entropy, None
     if value_model.trunk is not policy:  # a separate critic runs its own trunk
         h = value_model.trunk.hidden(tokens)[:, prompt_size - 1 : -1]
     return logprobs, entropy, value_model.head(h).squeeze(-1)
 
 
-def score(reward_model: ScalarModel, tokens: torch.Tensor, prompt_size: int) -> torch.Tensor:
-    """The reward model's score, read at each response's last token (its EOS)."""
-    mask = response_mask(tokens[:, prompt_size:])
-    return reward_model(tokens)[torch.arange(len(tokens)), prompt_size + last_index(mask)]
+def score(reward_model: ScalarModel, tokens: torch.Tensor, prompt_size: int, missing_eos_penalty: float = 0.0):
+    """The reward model's score, read at each response's last token (its EOS), minus the penalty if it has no EOS
+    (PPO's rollout and the evaluation pass --missing-eos-penalty; the reward model learns without it)."""
+    responses = tokens[:, prompt_size:]
+    scores = reward_model(tokens)[torch.arange(len(tokens)), prompt_size + last_index(response_mask(responses))]
+    return scores - missing_eos_penalty * (responses != EOS).all(1)
 
 
 def with_prompt(prompts: torch.Tensor) -> torch.Tensor:
@@ -455,29 +492,201 @@ def with_prompt(prompts: torch.Tensor) -> torch.Tensor:
     return torch.cat([prompts.new_full((n, 1), BOS), prompts, prompts.new_full((n, 1), SEP)], 1)
 
 
+def word_bigrams(tokens: torch.Tensor, prompt_size: int) -> list:
+    """The word bigrams of each sequence's response, its first word paired with the prompt's last word."""
+    words = [[row[prompt_size - 2]] + [t for t in row[prompt_size:] if t > EOS] for row in tokens.tolist()]
+    return [list(zip(w[:-1], w[1:])) for w in words]
+
+
 @torch.no_grad()
-def evaluate(policy: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor,
-             args: Args, generator: torch.Generator) -> dict:
-    """Sample one response per held-out prompt and measure it: gold, proxy, KL to the reference, length."""
-    prompt_part = with_prompt(prompts)
+def rollout(policy: TinyLM, value_model: Optional[ScalarModel], reward_model: ScalarModel, prompts: torch.Tensor,
+            args: Args, beta: float, generator: torch.Generator) -> dict:
+    """Sample K responses per prompt (adjacent rows), score them, and take all the loss needs from the old policy."""
+    prompt_part, prompt_size = with_prompt(prompts.repeat_interleave(args.num_generations, 0)), prompts.shape[1] + 2
     responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
     tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
-    logprobs, _ = response_logprobs(policy(tokens)[:, prompt_part.shape[1] - 1 : -1], responses, args.temperature)
+    # in minibatch-sized chunks: the update's shapes, so its first minibatch's ratio is exactly 1
+    # (matrix products of another batch size round differently)
+    chunks = [policy_and_value(policy, value_model, tokens[c], responses[c], prompt_size, args.temperature)
+              for c in torch.arange(len(tokens)).split(args.batch_size // args.num_minibatches)]
+    old_logprobs = torch.cat([c[0] for c in chunks])
+    old_values = None if value_model is None else torch.cat([c[2] for c in chunks])
     with adapters_off(policy):
-        ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_part.shape[1] - 1 : -1], responses, args.temperature)
-    has_eos = (responses == EOS).any(1)
-    words = [[t for t in r.tolist() if t > EOS] for r in responses]
+        ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
+    scores = score(reward_model, tokens, prompt_size, args.missing_eos_penalty)
+    kl = kl_per_token(old_logprobs, ref_logprobs, args.kl_estimator) * mask
+    return {"tokens": tokens, "responses": responses, "mask": mask, "old_logprobs": old_logprobs,
+            "old_values": old_values, "scores": scores, "kl": kl, "rewards": token_rewards(scores, kl, mask, beta),
+            "kl_rewards": -beta * kl}
+
+
+def compute_advantages(batch: dict, args: Args):
+    """The one place the methods differ: each response token's advantage, and the value targets (gae only)."""
+    rewards, mask = batch["rewards"], batch["mask"]
+    if args.whiten_rewards:
+        rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
+    if args.advantage == "gae":  # token GAE on the value model's V, whitened over the batch
+        advantages, returns = token_gae(rewards, batch["old_values"], mask, args.gamma, args.gae_lambda)
+        return masked_whiten(advantages, mask) * mask, returns
+    # rloo, grpo: the score's advantage over the group's baseline on every token, and the KL penalty as a
+    # per-token reward from t on: A_t = A_i - beta * sum_{t' >= t} KL_t' (GAE with V = 0 and lambda = 1)
+    kl_to_go, _ = token_gae(batch["kl_rewards"], torch.zeros_like(rewards), mask, args.gamma, 1.0)
+    return (group_advantages(batch["scores"], args.num_generations, args.advantage)[:, None] + kl_to_go) * mask, None
+
+
+def ppo_update(policy: TinyLM, value_model: Optional[ScalarModel], optimizer: torch.optim.Optimizer, params: list,
+               batch: dict, advantages: torch.Tensor, returns: Optional[torch.Tensor], args: Args,
+               generator: torch.Generator) -> dict:
+    """PPO epochs over the batch: the clipped policy loss, plus the clipped value loss when there is a value model."""
+    stats, prompt_size = [], args.prompt_len + 2
+    for epoch in range(args.ppo_epochs):
+        for idx in torch.randperm(args.batch_size, generator=generator).split(args.batch_size // args.num_minibatches):
+            mask = batch["mask"][idx]
+            logprobs, entropy, values = policy_and_value(policy, value_model, batch["tokens"][idx],
+                                                         batch["responses"][idx], prompt_size, args.temperature)
+            pg_loss, clipfrac, approxkl, ratio = ppo_clip_loss(logprobs, batch["old_logprobs"][idx], advantages[idx],
+                                                               mask, args.cliprange)
+            vf_loss = torch.zeros(())
+            if value_model is not None:
+                vf_loss = clipped_value_loss(values, batch["old_values"][idx], returns[idx], mask, args.cliprange_value)
+            loss = pg_loss + args.vf_coef * vf_loss
+            optimizer.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+            optimizer.step()
+            stats.append([pg_loss.item(), vf_loss.item(), clipfrac.item(), approxkl.item(), ratio.item(),
+                          masked_mean(entropy, mask).item()])
+    names = ["loss/policy_avg", "loss/value_avg", "policy/clipfrac_avg", "policy/approxkl_avg", "val/ratio",
+             "policy/entropy_avg"]  # TRL's names; policy/entropy_avg is the exact per-token entropy
+    return {name: float(v) for name, v in zip(names, np.mean(stats, 0)) if value_model or name != "loss/value_avg"}
+
+
+# --- evaluation on held-out prompts, and the best-of-n frontier, each with its own generator ---
+@torch.no_grad()
+def evaluate(policy: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor, args: Args,
+             seen_bigrams: set) -> dict:
+    """Sample one response per held-out prompt, with the same sampling noise at every evaluation, and measure it:
+    gold, proxy, KL to the reference, length, and two signs of hacking: the share of response bigrams the reward
+    model never saw in its training pairs, and the share of prompts that get the most common response."""
+    generator = torch.Generator().manual_seed(args.seed + 10_007)  # not training's: evaluating never moves it
+    prompt_part, prompt_size = with_prompt(prompts), prompts.shape[1] + 2
+    responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
+    tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
+    logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
+    with adapters_off(policy):
+        ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
     gold = language.gold_score(prompts.numpy(), responses.numpy())
+    words = [[t for t in r.tolist() if t > EOS] for r in responses]
+    bigrams = [b for seq in word_bigrams(tokens, prompt_size) for b in seq]
+    texts = Counter(to_text(r) for r in responses.tolist())
     return {
         "gold_score": float(gold.mean()),
         "gold_std": float(gold.std()),
-        "proxy_score": float(score(reward_model, tokens, prompt_part.shape[1]).mean()),
+        "proxy_score": float(score(reward_model, tokens, prompt_size, args.missing_eos_penalty).mean()),
         "kl": float(((logprobs - ref_logprobs) * mask).sum(1).mean()),  # sequence-level KL(pi || pi_ref), k1
         "length": float(mask.sum(1).mean()),
-        "eos_rate": float(has_eos.float().mean()),
+        "eos_rate": float((responses == EOS).any(1).float().mean()),
         "distinct_ratio": float(np.mean([len(set(w)) / len(w) for w in words if w] or [0.0])),
+        "unseen_bigrams": float(np.mean([b not in seen_bigrams for b in bigrams])) if bigrams else 0.0,
+        "top_response_share": texts.most_common(1)[0][1] / len(prompts),
         "samples": [f"{to_text(p)} | {to_text(r)}" for p, r in zip(prompts[:3].tolist(), responses[:3].tolist())],
     }
+
+
+@torch.no_grad()
+def best_of_n(sft: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor,
+              args: Args) -> list:
+    """Best-of-n from the SFT policy (Gao et al. 2022): n samples per held-out prompt, keep the one the proxy
+    scores highest. Its KL to the SFT policy is analytic: KL = log n - (n - 1) / n."""
+    generator = torch.Generator().manual_seed(args.seed + 10_008)
+    prompt_part = with_prompt(prompts)
+    n_max = 2 ** int(math.log2(args.best_of_n))  # n = 1, 2, 4, ..., n_max
+    proxy, gold = [], []
+    for _ in range(n_max):
+        responses = generate(sft, prompt_part, args.max_response_len, args.temperature, generator)
+        tokens = torch.cat([prompt_part, responses], 1)
+        proxy.append(score(reward_model, tokens, prompt_part.shape[1], args.missing_eos_penalty))
+        gold.append(torch.from_numpy(language.gold_score(prompts.numpy(), responses.numpy())))
+    proxy, gold = torch.stack(proxy, 1), torch.stack(gold, 1)  # (prompts, n_max)
+    best = {n: proxy[:, :n].argmax(1, keepdim=True) for n in [2**i for i in range(int(math.log2(n_max)) + 1)]}
+    return [{"n": n, "gold": float(gold.gather(1, b).mean()), "proxy": float(proxy.gather(1, b).mean()),
+             "kl": math.log(n) - (n - 1) / n} for n, b in best.items()]
+
+
+# --- the three stages ---
+def train_sft(args: Args, language: ToyLanguage, rng: np.random.Generator, start_time: float):
+    """Stage 1: SFT on the true language: next-token cross-entropy (PAD not predicted), lr decayed linearly to 0."""
+    sft = TinyLM(len(VOCAB), args.prompt_len + 2 + args.max_response_len, args.d_model, args.n_layer, args.n_head)
+    optimizer = torch.optim.Adam(sft.parameters(), lr=args.sft_learning_rate)
+    for step in range(args.sft_steps):
+        prompts, responses = language.sample(rng, args.sft_batch_size, args.prompt_len, args.max_response_len)
+        tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1)
+        optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)  # linear decay to 0
+        sft_loss = F.cross_entropy(sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
+        optimizer.zero_grad()
+        sft_loss.backward()
+        optimizer.step()
+        if step % 200 == 0 or step == args.sft_steps - 1:
+            print(f"sft_step={step}, sft_loss={sft_loss.item():.4f}, seconds={time.time() - start_time:.1f}")
+    return sft.requires_grad_(False), sft_loss.item()
+
+
+def preference_pairs(sft: TinyLM, language: ToyLanguage, prompts: torch.Tensor, args: Args,
+                     rng: np.random.Generator, generator: torch.Generator):
+    """Two SFT responses per prompt and the rater's choice: P(a > b) = sigmoid((gold(a) - gold(b)) / tau).
+    Returns the chosen and the rejected sequences and the gold margin, gold(chosen) - gold(rejected)."""
+    prompt_part = with_prompt(prompts)
+    a, b = (generate(sft, prompt_part, args.max_response_len, 1.0, generator) for _ in range(2))
+    gold_a, gold_b = (language.gold_score(prompts.numpy(), r.numpy()) for r in (a, b))
+    p_a_wins = 1 / (1 + np.exp(-(gold_a - gold_b) / args.rm_label_temperature))
+    a_wins = torch.from_numpy(rng.random(len(prompts)) < p_a_wins)
+    chosen, rejected = torch.where(a_wins[:, None], a, b), torch.where(a_wins[:, None], b, a)
+    gold_margin = torch.from_numpy(gold_a - gold_b) * (2 * a_wins.double() - 1)
+    return torch.cat([prompt_part, chosen], 1), torch.cat([prompt_part, rejected], 1), gold_margin
+
+
+def train_reward_model(sft: TinyLM, args: Args, language: ToyLanguage, new_prompts, rng: np.random.Generator,
+                       generator: torch.Generator, start_time: float):
+    """Stage 2: a Bradley-Terry reward model (SFT + LoRA + a scalar head) on rater-labelled pairs of SFT samples.
+    Returns it normalized (SFT samples score mean 0, std 1), its held-out accuracy and the bigrams it saw."""
+    prompt_size = args.prompt_len + 2
+    reward_model = ScalarModel(add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model)
+    chosen, rejected, _ = preference_pairs(sft, language, new_prompts(args.rm_num_pairs), args, rng, generator)
+    optimizer = torch.optim.Adam([p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate)
+    for epoch in range(args.rm_epochs):
+        for idx in torch.randperm(args.rm_num_pairs, generator=generator).split(args.rm_batch_size):
+            rm_loss = bradley_terry_loss(score(reward_model, chosen[idx], prompt_size),
+                                         score(reward_model, rejected[idx], prompt_size))
+            optimizer.zero_grad()
+            rm_loss.backward()
+            optimizer.step()
+    reward_model.requires_grad_(False)
+    with torch.no_grad():
+        # held-out accuracy against the gold order (the raters' noise removed)
+        test_pairs = preference_pairs(sft, language, new_prompts(1000), args, rng, generator)
+        test_chosen, test_rejected, gold_margin = test_pairs
+        chosen_scores, rejected_scores = (score(reward_model, t, prompt_size) for t in (test_chosen, test_rejected))
+        rm_accuracy = float(((chosen_scores > rejected_scores) == (gold_margin > 0))[gold_margin != 0].float().mean())
+        # normalize: SFT samples score mean 0, std 1 (folded into the head)
+        sft_scores = torch.cat([chosen_scores, rejected_scores])
+        reward_model.head.weight /= sft_scores.std()
+        reward_model.head.bias.copy_((reward_model.head.bias - sft_scores.mean()) / sft_scores.std())
+    print(f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold "
+          f"{rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}")
+    seen_bigrams = {b for t in (chosen, rejected) for seq in word_bigrams(t, prompt_size) for b in seq}
+    return reward_model, rm_accuracy, seen_bigrams
+
+
+def make_value_model(args: Args, policy: TinyLM, reward_model: ScalarModel) -> Optional[ScalarModel]:
+    """gae's critic: a copy of the reward model whose LoRA and head train, or a head on the policy's own trunk.
+    rloo and grpo have none."""
+    if args.advantage != "gae":
+        return None
+    value_model = ScalarModel(policy, args.d_model) if args.value_model == "shared" else copy.deepcopy(reward_model)
+    value_model.head.load_state_dict(reward_model.head.state_dict())  # V starts as the reward model's head
+    for name, p in value_model.named_parameters():
+        p.requires_grad_("lora_" in name or name.startswith("head."))
+    return value_model
 
 
 def main(args: Args) -> dict:
@@ -491,184 +700,94 @@ def main(args: Args) -> dict:
 
     # --- seeding ---
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)  # the sampling of responses and minibatches
+    rng = np.random.default_rng(args.seed)  # the language's samples (prompts too) and the raters' noise
+    generator = torch.Generator().manual_seed(args.seed)  # the sampling of responses and minibatches in training
     # One thread: a row's matrix products round the same whatever rows share its minibatch, which
-    # is what lets the first PPO minibatch see a ratio of exactly 1. (Two threads: 46 s instead of 66 s.)
+    # is what lets the first PPO minibatch see a ratio of exactly 1.
     torch.set_num_threads(1)
     language = ToyLanguage(args.seed)
-    prompt_size = args.prompt_len + 2  # BOS prompt SEP
-    seq_len = prompt_size + args.max_response_len
 
     def new_prompts(n: int) -> torch.Tensor:
         return torch.from_numpy(language.sample(rng, n, args.prompt_len, 1)[0])
 
-    eval_prompts = new_prompts(args.eval_prompts)
+    eval_prompts = new_prompts(args.eval_prompts)  # held out: drawn once, never trained on
 
-    # --- stage 1: SFT on the true language (next-token cross-entropy, PAD not predicted) ---
-    sft = TinyLM(len(VOCAB), seq_len, args.d_model, args.n_layer, args.n_head)
-    optimizer = torch.optim.Adam(sft.parameters(), lr=args.sft_learning_rate)
-    for step in range(args.sft_steps):
-        prompts, responses = language.sample(rng, args.sft_batch_size, args.prompt_len, args.max_response_len)
-        tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1)
-        optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)  # linear decay to 0
-        sft_loss = F.cross_entropy(sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
-        optimizer.zero_grad()
-        sft_loss.backward()
-        optimizer.step()
-        if step % 200 == 0 or step == args.sft_steps - 1:
-            print(f"sft_step={step}, sft_loss={sft_loss.item():.4f}, seconds={time.time() - start_time:.1f}")
-    sft.requires_grad_(False)
+    # --- stages 1 and 2: SFT, then a reward model from pairs of SFT samples that the gold raters labelled ---
+    sft, sft_loss = train_sft(args, language, rng, start_time)
+    reward_model, rm_accuracy, seen_bigrams = train_reward_model(sft, args, language, new_prompts, rng, generator,
+                                                                 start_time)
 
-    # --- stage 2: preference pairs labelled by noisy gold raters, and a Bradley-Terry reward model ---
-    def preference_pairs(n):
-        """n prompts, two SFT responses each, and the rater's choice: P(a > b) = sigmoid((gold(a) - gold(b)) / tau)."""
-        prompts = new_prompts(n)
-        prompt_part = with_prompt(prompts)
-        a, b = (generate(sft, prompt_part, args.max_response_len, 1.0, generator) for _ in range(2))
-        gold_a, gold_b = (language.gold_score(prompts.numpy(), r.numpy()) for r in (a, b))
-        a_wins = rng.random(n) < 1 / (1 + np.exp(-(gold_a - gold_b) / args.rm_label_temperature))
-        chosen = torch.where(torch.from_numpy(a_wins)[:, None], a, b)
-        rejected = torch.where(torch.from_numpy(a_wins)[:, None], b, a)
-        gold_margin = torch.from_numpy(np.where(a_wins, gold_a - gold_b, gold_b - gold_a))
-        return torch.cat([prompt_part, chosen], 1), torch.cat([prompt_part, rejected], 1), gold_margin
-
-    reward_model = ScalarModel(add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model)
-    chosen, rejected, _ = preference_pairs(args.rm_num_pairs)
-    optimizer = torch.optim.Adam([p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate)
-    for epoch in range(args.rm_epochs):
-        for idx in torch.randperm(args.rm_num_pairs, generator=generator).split(args.rm_batch_size):
-            rm_loss = bradley_terry_loss(score(reward_model, chosen[idx], prompt_size), score(reward_model, rejected[idx], prompt_size))
-            optimizer.zero_grad()
-            rm_loss.backward()
-            optimizer.step()
-    reward_model.requires_grad_(False)
-    with torch.no_grad():
-        # held-out accuracy against the gold order (the raters' noise removed)
-        test_chosen, test_rejected, gold_margin = preference_pairs(1000)
-        rm_margin = score(reward_model, test_chosen, prompt_size) - score(reward_model, test_rejected, prompt_size)
-        rm_accuracy = float(((rm_margin > 0) == (gold_margin > 0))[gold_margin != 0].float().mean())
-        # normalize: SFT samples score mean 0, std 1 (folded into the head)
-        sft_scores = torch.cat([score(reward_model, test_chosen, prompt_size), score(reward_model, test_rejected, prompt_size)])
-        reward_model.head.weight /= sft_scores.std()
-        reward_model.head.bias.copy_((reward_model.head.bias - sft_scores.mean()) / sft_scores.std())
-    print(f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold "
-          f"{rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}")
-
-    # --- stage 3: PPO with four models ---
-    # policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy with its adapters off;
-    # reward model frozen; value model = a copy of the reward model (or a head on the policy's trunk).
+    # --- stage 3: policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy with its
+    # adapters off; the reward model frozen; a value model only for gae ---
     policy = add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha)
-    if args.value_model == "reward":
-        value_model = copy.deepcopy(reward_model)
-        for m in value_model.modules():
-            if isinstance(m, LoRALinear):
-                m.lora_A.requires_grad_(True)
-                m.lora_B.requires_grad_(True)
-        value_model.head.requires_grad_(True)
-    else:
-        value_model = ScalarModel(policy, args.d_model)
-        value_model.head.load_state_dict(reward_model.head.state_dict())
-    params = list({id(p): p for p in [*policy.parameters(), *value_model.parameters()] if p.requires_grad}.values())
+    value_model = make_value_model(args, policy, reward_model)
+    trainable = [p for m in [policy, value_model] if m is not None for p in m.parameters() if p.requires_grad]
+    params = list({id(p): p for p in trainable}.values())  # a shared critic's trunk is the policy's: once
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
-    sft_eval = evaluate(policy, reward_model, language, eval_prompts, args, generator)  # B = 0: this is SFT
+    sft_eval = evaluate(policy, reward_model, language, eval_prompts, args, seen_bigrams)  # B = 0: this is SFT
     print(f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, proxy {sft_eval['proxy_score']:.3f}, "
           f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}")
     beta, history = args.beta, []
-    minibatch_size = args.batch_size // args.num_minibatches
     ppo_start = time.time()
     for update in range(1, args.num_updates + 1):
-        # --- rollout: sample responses, score them, and take everything the loss needs from the old policy ---
-        with torch.no_grad():
-            prompt_part = with_prompt(new_prompts(args.batch_size))
-            responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
-            tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
-            # in minibatch-sized chunks: the update's shapes, so its first minibatch's ratio is exactly 1
-            # (matrix products of another batch size round differently)
-            chunks = [policy_and_value(policy, value_model, tokens[c], responses[c], prompt_size, args.temperature)
-                      for c in torch.arange(args.batch_size).split(minibatch_size)]
-            old_logprobs, old_values = torch.cat([c[0] for c in chunks]), torch.cat([c[2] for c in chunks])
-            with adapters_off(policy):
-                ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
-            scores = score(reward_model, tokens, prompt_size)
-            has_eos = (responses == EOS).any(1)
-            scores = scores - args.missing_eos_penalty * (~has_eos).float()
+        if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - (update - 1) / args.num_updates)
+        prompts = new_prompts(args.batch_size // args.num_generations)
+        batch = rollout(policy, value_model, reward_model, prompts, args, beta, generator)
+        advantages, returns = compute_advantages(batch, args)
+        update_metrics = ppo_update(policy, value_model, optimizer, params, batch, advantages, returns, args, generator)
 
-            # --- rewards: -beta * KL_t per token, the score at the EOS ---
-            kl = kl_per_token(old_logprobs, ref_logprobs, args.kl_estimator) * mask
-            rewards = token_rewards(scores, kl, mask, beta)
-            if args.whiten_rewards:
-                rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
-
-            # --- advantage: token-level GAE, whitened ---
-            advantages, returns = token_gae(rewards, old_values, mask, args.gamma, args.gae_lambda)
-            advantages = masked_whiten(advantages, mask) * mask
-
-        # --- update: PPO-clip on the policy, clipped value loss on the critic ---
-        stats = []
-        for epoch in range(args.ppo_epochs):
-            for idx in torch.randperm(args.batch_size, generator=generator).split(minibatch_size):
-                logprobs, entropy, values = policy_and_value(policy, value_model, tokens[idx], responses[idx], prompt_size, args.temperature)
-                pg_loss, clipfrac, approxkl, ratio = ppo_clip_loss(logprobs, old_logprobs[idx], advantages[idx], mask[idx], args.cliprange)
-                vf_loss = clipped_value_loss(values, old_values[idx], returns[idx], mask[idx], args.cliprange_value)
-                loss = pg_loss + args.vf_coef * vf_loss
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-                optimizer.step()
-                stats.append([pg_loss.item(), vf_loss.item(), clipfrac.item(), approxkl.item(), ratio.item(), masked_mean(entropy, mask[idx]).item()])
-
-        # --- KL controller and logging ---
-        sequence_kl = float(kl.sum(1).mean())
-        if args.kl_target is not None:
-            beta = adaptive_beta(beta, sequence_kl, args.kl_target, args.batch_size, args.kl_horizon)
-        pg_avg, vf_avg, clipfrac_avg, approxkl_avg, ratio_avg, entropy_avg = np.mean(stats, 0)
+        # --- logging, with TRL's metric names and meanings; the KL controller ---
+        kl, scores = batch["kl"], batch["scores"]
+        non_score_reward = float((-beta * kl).sum(1).mean())  # -beta * KL per response, before any whitening
         metrics = {
-            "objective/kl": sequence_kl,
-            "objective/entropy": entropy_avg,
+            "objective/kl": float(kl.sum(1).mean()),
+            "objective/entropy": float((-batch["old_logprobs"] * batch["mask"]).sum(1).mean()),  # sum_t -log pi
+            "objective/non_score_reward": non_score_reward,
             "objective/scores": float(scores.mean()),
-            "objective/rlhf_reward": float(rewards.sum(1).mean()),
+            "objective/rlhf_reward": float(scores.mean()) + non_score_reward,
             "objective/beta": beta,
-            "policy/approxkl_avg": approxkl_avg,
-            "policy/clipfrac_avg": clipfrac_avg,
-            "loss/policy_avg": pg_avg,
-            "loss/value_avg": vf_avg,
-            "val/ratio": ratio_avg,
+            "lr": optimizer.param_groups[0]["lr"],
+            **update_metrics,
         }
+        if args.kl_target is not None:
+            beta = adaptive_beta(beta, metrics["objective/kl"], args.kl_target, args.batch_size, args.kl_horizon)
         global_step = update * args.batch_size  # responses sampled so far
         sps = int(global_step / (time.time() - ppo_start))  # responses per second of PPO
         print(f"global_step={global_step}, episodic_return={metrics['objective/rlhf_reward']:.4f}")
         if update % args.eval_every == 0 or update == args.num_updates:
-            ev = evaluate(policy, reward_model, language, eval_prompts, args, generator)
-            metrics.update({"eval/gold_score": ev["gold_score"], "eval/proxy_score": ev["proxy_score"], "eval/kl": ev["kl"],
-                            "eval/length": ev["length"], "eval/eos_rate": ev["eos_rate"], "eval/distinct_ratio": ev["distinct_ratio"]})
-            history.append({"update": update, "gold": ev["gold_score"], "proxy": ev["proxy_score"], "kl": ev["kl"]})
-            print(f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, proxy={ev['proxy_score']:.3f}, kl={ev['kl']:.3f}, "
-                  f"length={ev['length']:.2f}, eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, samples: {ev['samples']}")
+            ev = evaluate(policy, reward_model, language, eval_prompts, args, seen_bigrams)
+            metrics.update({f"eval/{k}": v for k, v in ev.items() if k not in ("samples", "gold_std")})
+            history.append({"update": update, **{k: v for k, v in ev.items() if k != "samples"}})
+            print(f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, proxy={ev['proxy_score']:.3f}, "
+                  f"kl={ev['kl']:.3f}, length={ev['length']:.2f}, eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, "
+                  f"samples: {ev['samples']}")
             if args.track:
                 metrics["eval/samples"] = wandb.Table(columns=["prompt | response"], data=[[s] for s in ev["samples"]])
         if args.track:
             wandb.log({**metrics, "charts/SPS": sps}, step=global_step)
 
-    # --- SFT vs PPO on the held-out prompts ---
+    # --- the method and SFT on the held-out prompts; best-of-n from SFT beside them ---
+    method = {"gae": "ppo", "rloo": "rloo", "grpo": "grpo"}[args.advantage]
+    frontier = best_of_n(sft, reward_model, language, eval_prompts, args) if args.best_of_n else []
     print(f"{'':>12} {'gold':>8} {'proxy':>8} {'kl':>8} {'length':>8} {'eos':>6} {'distinct':>9}")
-    for name, ev in [("SFT", sft_eval), ("PPO", ev)]:
-        print(f"{name:>12} {ev['gold_score']:8.3f} {ev['proxy_score']:8.3f} {ev['kl']:8.3f} {ev['length']:8.2f} "
-              f"{ev['eos_rate']:6.2f} {ev['distinct_ratio']:9.2f}")
+    for name, e in [("SFT", sft_eval), (method.upper(), ev)]:
+        print(f"{name:>12} {e['gold_score']:8.3f} {e['proxy_score']:8.3f} {e['kl']:8.3f} {e['length']:8.2f} "
+              f"{e['eos_rate']:6.2f} {e['distinct_ratio']:9.2f}")
+    for row in frontier:
+        print(f"{'best-of-' + str(row['n']):>12} {row['gold']:8.3f} {row['proxy']:8.3f} {row['kl']:8.3f}")
     if args.track:
         wandb.finish()
     return {
-        "sft_loss": round(sft_loss.item(), 4),
+        "method": method,
+        "models": 4 if value_model is not None else 3,  # policy, reference, reward model (and value model)
+        "sft_loss": round(sft_loss, 4),
         "rm_accuracy": rm_accuracy,
-        "sft_gold_score": sft_eval["gold_score"],
-        "ppo_gold_score": ev["gold_score"],
         "gold_gain_in_sft_std": (ev["gold_score"] - sft_eval["gold_score"]) / sft_eval["gold_std"],
-        "sft_proxy_score": sft_eval["proxy_score"],
-        "ppo_proxy_score": ev["proxy_score"],
-        "kl_to_ref": ev["kl"],
-        "ppo_length": ev["length"],
-        "ppo_eos_rate": ev["eos_rate"],
+        "sft": sft_eval,
+        "final": ev,  # the trained policy on the held-out prompts
         "history": history,
+        "best_of_n": frontier,
         "wall_seconds": round(time.time() - start_time, 2),
     }
 

@@ -7,6 +7,7 @@ import copy
 import json
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -83,6 +84,27 @@ def test_k1_and_k3_estimate_the_exact_categorical_kl(distance):
         assert k3.var() < k1.var()  # near the reference, k3 is the less noisy estimate
 
 
+@pytest.mark.parametrize("distance", [0.05, 0.3, 1.0])
+def test_as_a_reward_k1_gives_the_exact_kl_gradient_and_k3_does_not(distance):
+    """E_pi[k(y) grad log pi(y)], the policy gradient of a per-token reward -k, computed exactly on a
+    6-token categorical, against the true grad KL(pi || pi_ref)."""
+    torch.manual_seed(0)
+    ref_logits = torch.randn(6)
+    theta = (ref_logits + distance * torch.randn(6)).requires_grad_(True)
+    logq = ref_logits.log_softmax(-1)
+    logp = theta.log_softmax(-1)
+    true_grad = torch.autograd.grad((logp.exp() * (logp - logq)).sum(), theta)[0]
+    grads = {}
+    for estimator in ["k1", "k3"]:
+        logp = theta.log_softmax(-1)
+        k = rl.kl_per_token(logp.detach(), logq, estimator)  # a reward: no gradient through it
+        grads[estimator] = torch.autograd.grad((logp.exp().detach() * k * logp).sum(), theta)[0]
+    torch.testing.assert_close(grads["k1"], true_grad, atol=1e-6, rtol=1e-5)
+    assert grads["k3"].norm() < 0.5 * true_grad.norm()  # 1%, 9%, 43% of its size here
+    assert torch.cosine_similarity(grads["k3"], true_grad, 0) < 0.5  # and another direction
+    assert "is not grad KL" in rl.kl_per_token.__doc__  # and the docstring says so, not "less noisy" alone
+
+
 def test_per_sequence_rewards_sum_to_score_minus_beta_kl_with_the_score_at_eos():
     responses = torch.tensor([[5, 6, rl.EOS, 0], [5, rl.EOS, 0, 0], [5, 6, 7, 8]])
     mask = rl.response_mask(responses)
@@ -118,6 +140,31 @@ def test_token_gae_matches_an_explicit_sum_and_lambda_one_is_reward_to_go_minus_
     advantages, _ = rl.token_gae(rewards, values, mask, 1.0, 1.0)
     reward_to_go = rewards.flip(1).cumsum(1).flip(1)
     torch.testing.assert_close(advantages, (reward_to_go - values) * mask)
+
+
+def test_group_advantages_match_a_loop_over_each_group():
+    torch.manual_seed(0)
+    k, scores = 4, torch.randn(8)
+    rloo, grpo = (rl.group_advantages(scores, k, m) for m in ["rloo", "grpo"])
+    for i in range(8):
+        group = scores[i // k * k : i // k * k + k]
+        others = torch.cat([group[: i % k], group[i % k + 1 :]])
+        torch.testing.assert_close(rloo[i], scores[i] - others.mean())
+        torch.testing.assert_close(grpo[i], (scores[i] - group.mean()) / (group.std() + 1e-8))
+    torch.testing.assert_close(rloo.view(2, 4).sum(1), torch.zeros(2), atol=1e-6, rtol=0)  # each group sums to 0
+    torch.testing.assert_close(grpo.view(2, 4).std(1), torch.ones(2))
+    assert (rl.group_advantages(torch.ones(8), k, "grpo") == 0).all()  # a group of equal scores: no signal, no blow-up
+
+
+def test_critic_free_advantage_is_the_group_advantage_plus_the_kl_to_go():
+    responses = torch.tensor([[5, 6, rl.EOS, 0]] * 2 + [[5, rl.EOS, 0, 0]] * 2)
+    mask = rl.response_mask(responses)
+    kl, scores = torch.rand(4, 4) * mask, torch.tensor([1.0, 2.0, 0.0, 4.0])
+    batch = {"rewards": rl.token_rewards(scores, kl, mask, 0.5), "mask": mask, "scores": scores, "kl_rewards": -0.5 * kl}
+    advantages, returns = rl.compute_advantages(batch, rl.Args(advantage="rloo", num_generations=2))
+    assert returns is None
+    expected = torch.tensor([-1.0, 1.0, -4.0, 4.0])[:, None] - 0.5 * kl.flip(1).cumsum(1).flip(1)
+    torch.testing.assert_close(advantages, expected * mask)
 
 
 def test_adaptive_beta_moves_toward_the_target_and_is_clipped():
@@ -268,39 +315,108 @@ def test_gold_prefers_fluent_responses_and_penalizes_a_missing_eos():
 
 
 # --- the whole loop ---
-SHORT = dict(sft_steps=500, rm_num_pairs=1000, rm_epochs=3, num_updates=12, batch_size=128, eval_every=6, eval_prompts=256)
+SHORT = dict(sft_steps=500, rm_num_pairs=1000, rm_epochs=3, num_updates=12, batch_size=128, eval_every=6, eval_prompts=256,
+             best_of_n=0)
 
 
 def test_short_run_beats_sft_on_gold_and_proxy_at_a_finite_kl(capsys):
     result = rl.main(rl.Args(seed=1, **SHORT))
-    assert result["rm_accuracy"] > 0.7
-    assert result["ppo_proxy_score"] > result["sft_proxy_score"] + 0.5
-    assert result["ppo_gold_score"] > result["sft_gold_score"] + 0.1
-    assert 0 < result["kl_to_ref"] < 20 and np.isfinite(result["kl_to_ref"])
+    final, sft = result["final"], result["sft"]
+    assert result["rm_accuracy"] > 0.7 and result["method"] == "ppo" and result["models"] == 4
+    assert final["proxy_score"] > sft["proxy_score"] + 0.5
+    assert final["gold_score"] > sft["gold_score"] + 0.1
+    assert 0 < final["kl"] < 20 and np.isfinite(final["kl"])
     out = capsys.readouterr().out
     assert "nan" not in out.lower()
     assert "global_step=128, episodic_return=" in out
 
 
+TINY = dict(sft_steps=10, sft_batch_size=32, rm_num_pairs=32, rm_epochs=1, rm_batch_size=16, num_updates=2,
+            batch_size=16, num_minibatches=2, eval_every=1, eval_prompts=16, best_of_n=4)
+
+
 def test_same_seed_gives_the_same_result():
-    tiny = dict(sft_steps=30, rm_num_pairs=64, rm_epochs=1, num_updates=2, batch_size=32, eval_every=1, eval_prompts=32)
-    a, b = rl.main(rl.Args(seed=3, **tiny)), rl.main(rl.Args(seed=3, **tiny))
+    a, b = rl.main(rl.Args(seed=3, **TINY)), rl.main(rl.Args(seed=3, **TINY))
     a.pop("wall_seconds"), b.pop("wall_seconds")
     assert a == b
 
 
+def test_evaluating_more_often_changes_no_training_figure_and_no_final_score(capsys):
+    runs = []
+    for eval_every in [5, 20]:
+        result = rl.main(rl.Args(seed=2, **{**TINY, "num_updates": 20, "ppo_epochs": 1, "eval_every": eval_every}))
+        training = [line for line in capsys.readouterr().out.splitlines() if line.startswith("global_step=")]
+        runs.append((training, result["final"], result["sft"], result["best_of_n"]))
+    assert len(runs[0][0]) == 20 and runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("advantage", ["rloo", "grpo"])
+def test_critic_free_methods_run_with_three_models_and_no_value_loss(advantage, monkeypatch):
+    logged = fake_wandb(monkeypatch)
+    result = rl.main(rl.Args(advantage=advantage, track=True, **TINY))
+    assert result["method"] == advantage and result["models"] == 3 and np.isfinite(result["final"]["gold_score"])
+    assert "loss/value_avg" not in logged[-1] and "loss/policy_avg" in logged[-1]
+
+
 def test_shared_value_head_and_k3_and_adaptive_beta_run():
-    tiny = dict(sft_steps=30, rm_num_pairs=64, rm_epochs=1, num_updates=2, batch_size=32, eval_every=1, eval_prompts=32)
-    result = rl.main(rl.Args(value_model="shared", kl_estimator="k3", kl_target=1.0, whiten_rewards=True, **tiny))
-    assert np.isfinite(result["ppo_gold_score"]) and np.isfinite(result["kl_to_ref"])
+    result = rl.main(rl.Args(value_model="shared", kl_estimator="k3", kl_target=1.0, whiten_rewards=True, **TINY))
+    assert np.isfinite(result["final"]["gold_score"]) and np.isfinite(result["final"]["kl"])
+
+
+def fake_wandb(monkeypatch) -> list:
+    """Stand in for wandb: main() imports it, and every dict it logs lands in the returned list."""
+    logged = []
+    module = types.SimpleNamespace(init=lambda **kw: None, finish=lambda: None, Table=lambda **kw: None,
+                                   log=lambda metrics, step: logged.append(metrics))
+    monkeypatch.setitem(sys.modules, "wandb", module)
+    return logged
+
+
+def test_logged_metrics_have_trl_meanings_also_with_whitened_rewards(monkeypatch, capsys):
+    logged = fake_wandb(monkeypatch)
+    rl.main(rl.Args(track=True, whiten_rewards=True, **{**TINY, "num_updates": 3}))
+    returns = [float(line.split("episodic_return=")[1]) for line in capsys.readouterr().out.splitlines()
+               if line.startswith("global_step=")]
+    for metrics, printed in zip(logged, returns):
+        # the return is score - beta * KL of the rollout, not a sum of whitened rewards
+        assert metrics["objective/rlhf_reward"] == pytest.approx(
+            metrics["objective/scores"] - metrics["objective/beta"] * metrics["objective/kl"], abs=1e-5)
+        assert metrics["objective/non_score_reward"] == pytest.approx(-0.1 * metrics["objective/kl"], abs=1e-5)
+        assert printed == pytest.approx(metrics["objective/rlhf_reward"], abs=1e-4)
+        # objective/entropy sums -log pi over a response's tokens; policy/entropy_avg is per token
+        assert metrics["objective/entropy"] > 2 * metrics["policy/entropy_avg"] > 0
+    # the learning rate decays linearly: lr * (1 - (k - 1) / K) at update k
+    assert [m["lr"] for m in logged] == pytest.approx([3e-3, 2e-3, 1e-3])
+
+
+def test_evaluation_scores_the_proxy_with_the_missing_eos_penalty():
+    sft, policy, reward_model, _ = tiny_models()
+    with torch.no_grad():
+        policy.lm_head.bias[rl.EOS] = -1e9  # this policy never ends a response
+    prompts = torch.randint(4, len(rl.VOCAB), (16, 3))
+    proxy = [rl.evaluate(policy, reward_model, rl.ToyLanguage(0), prompts, rl.Args(max_response_len=6,
+                                                                                 missing_eos_penalty=p), set())
+             for p in [0.0, 1.0]]
+    assert proxy[0]["eos_rate"] == 0.0
+    assert proxy[1]["proxy_score"] == pytest.approx(proxy[0]["proxy_score"] - 1.0, abs=1e-5)
+
+
+def test_best_of_n_keeps_the_proxys_best_and_has_the_analytic_kl():
+    sft, _, reward_model, _ = tiny_models()
+    prompts = torch.randint(4, len(rl.VOCAB), (64, 3))
+    frontier = rl.best_of_n(sft, reward_model, rl.ToyLanguage(0), prompts, rl.Args(max_response_len=6, best_of_n=10))
+    assert [row["n"] for row in frontier] == [1, 2, 4, 8]
+    assert [row["kl"] for row in frontier] == pytest.approx([0.0, np.log(2) - 0.5, np.log(4) - 0.75, np.log(8) - 0.875])
+    proxies = [row["proxy"] for row in frontier]
+    assert proxies == sorted(proxies) and proxies[-1] > proxies[0]  # the best of more samples scores higher
 
 
 def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
-    rl.main(rl.Args(track=True, sft_steps=10, rm_num_pairs=64, rm_epochs=1, num_updates=1, batch_size=32, eval_prompts=32))
+    rl.main(rl.Args(track=True, **{**TINY, "num_updates": 1}))
     data = offline_wandb()
     for key in [b"objective/kl", b"objective/entropy", b"objective/scores", b"objective/rlhf_reward",
-                b"policy/approxkl_avg", b"policy/clipfrac_avg", b"loss/policy_avg", b"loss/value_avg", b"val/ratio",
-                b"eval/gold_score", b"eval/proxy_score", b"eval/kl"]:
+                b"objective/non_score_reward", b"policy/entropy_avg", b"policy/approxkl_avg", b"policy/clipfrac_avg",
+                b"loss/policy_avg", b"loss/value_avg", b"val/ratio", b"eval/gold_score", b"eval/proxy_score", b"eval/kl"]:
         assert key in data
 
 
@@ -315,6 +431,12 @@ def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
         (dict(temperature=0.0), "--temperature must be > 0"),
         (dict(d_model=30, n_head=4), "--d-model \\(30\\) must be divisible by --n-head \\(4\\)"),
         (dict(kl_target=0.0), "--kl-target must be > 0"),
+        (dict(kl_target=6.0, beta=0.0), "--kl-target needs --beta > 0"),
+        (dict(eval_prompts=1), "--eval-prompts must be at least 2"),
+        (dict(advantage="grpo", num_generations=1), "--advantage grpo needs --num-generations >= 2"),
+        (dict(batch_size=100, num_minibatches=2, num_generations=8),
+         "--batch-size \\(100\\) must be divisible by --num-generations \\(8\\)"),
+        (dict(best_of_n=-1), "--best-of-n must be >= 0"),
     ],
 )
 def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
