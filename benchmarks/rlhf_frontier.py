@@ -1,5 +1,5 @@
 """The RLHF frontier of ppo_rlhf_toy.py: gold score against KL to the SFT policy, for PPO (`--advantage gae`),
-RLOO and GRPO at several betas and seeds, with best-of-n from the SFT policy (n = 1..64) as the reference curve.
+RLOO and GRPO at several betas and seeds, with best-of-n from the SFT policy (n = 1, 2, 4, ...) as the reference.
 
     python benchmarks/rlhf_frontier.py --seeds 1 2 3 --methods gae rloo grpo --betas 0.03 0.1 0.3 --jobs 2
     python benchmarks/rlhf_frontier.py --seeds 1 2 3 --methods gae --betas 0 --label beta0_200 -- --rm-num-pairs 200
@@ -26,10 +26,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NAMES = {"gae": "PPO (GAE, value model)", "rloo": "RLOO", "grpo": "GRPO"}
 
 
-def run_one(seed: int, method: str, beta: float, extra: list, best_of_n: bool) -> dict:
+def run_one(seed: int, method: str, beta: float, extra: list, best_of_n: int) -> dict:
     """One run of ppo_rlhf_toy.py; its final JSON plus the process's wall seconds and peak RSS."""
     cmd = [sys.executable, os.path.join(ROOT, "ppo_rlhf_toy.py"), "--seed", str(seed), "--advantage", method,
-           "--beta", str(beta), "--best-of-n", "64" if best_of_n else "0", *extra]
+           "--beta", str(beta), "--best-of-n", str(best_of_n), *extra]
     start = time.time()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
     out = proc.stdout.read()
@@ -55,9 +55,10 @@ def main():
     parser.add_argument("--methods", nargs="+", default=["gae", "rloo", "grpo"], choices=list(NAMES))
     parser.add_argument("--betas", type=float, nargs="+", default=[0.03, 0.1, 0.3])
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (>1: seconds are not comparable)")
+    parser.add_argument("--best-of-n", type=int, default=64, help="the largest n, drawn in one run per seed")
     parser.add_argument("--label", default="frontier", help="names the output files")
     parser.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
-    parser.add_argument("--from-json", nargs="+", help="tabulate and plot the results these earlier runs saved")
+    parser.add_argument("--from-json", nargs="+", help="tabulate and plot these earlier runs' results (of --seeds)")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -66,13 +67,12 @@ def main():
     configs = [(s, m, b) for s in args.seeds for m in args.methods for b in args.betas]
     first = {s: (s, args.methods[0], args.betas[0]) for s in args.seeds}  # one run per seed draws best-of-n
     if args.from_json:
-        results = [r for path in args.from_json for r in json.load(open(path))]
-        args.seeds = sorted({r["seed"] for r in results})
+        results = [r for path in args.from_json for r in json.load(open(path)) if r["seed"] in args.seeds]
         first = {s: next((r["seed"], r["advantage"], r["beta"]) for r in results if r["seed"] == s and r["best_of_n"])
                  for s in args.seeds}
     else:
         with ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(lambda c: run_one(*c, extra, first[c[0]] == c), configs))
+            results = list(pool.map(lambda c: run_one(*c, extra, args.best_of_n * (first[c[0]] == c)), configs))
 
     command = " ".join(["python benchmarks/rlhf_frontier.py", *sys.argv[1:]])
     lines = [f"# ppo_rlhf_toy.py: gold against KL ({args.label})", "", f"command: `{command}`", "",
@@ -90,10 +90,14 @@ def main():
                      f"{np.median([r['process_seconds'] for r in rs]):.0f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
     sft = [r["sft"] for r in results if first[r["seed"]] == (r["seed"], r["advantage"], r["beta"])]
     lines += ["", f"SFT: gold {mean_std([s['gold_score'] for s in sft])}, proxy {mean_std([s['proxy_score'] for s in sft])}"]
-    bon = [r["best_of_n"] for r in results if r["best_of_n"]]
+    bon_by_seed = {}  # the longest best-of-n curve of each seed (the same SFT model draws them all)
+    for r in results:
+        if len(r["best_of_n"]) > len(bon_by_seed.get(r["seed"], [])):
+            bon_by_seed[r["seed"]] = r["best_of_n"]
+    bon = list(bon_by_seed.values())
     lines += ["", "Best-of-n from the SFT policy (the proxy picks; KL = log n - (n-1)/n):", "",
-              "| n | gold | proxy | KL |", "|---|---|---|---|"]
-    for i, row in enumerate(bon[0]):
+              "| n | gold | proxy | KL |", "|---|---|---|---|"] if bon else []
+    for i, row in enumerate(bon[0] if bon else []):
         lines.append(f"| {row['n']} | {mean_std([b[i]['gold'] for b in bon])} | {mean_std([b[i]['proxy'] for b in bon])} "
                      f"| {row['kl']:.3f} |")
     lines += ["", "Evaluation history (mean over seeds): update: gold / proxy / KL / unseen bigrams / top response share",
@@ -118,11 +122,13 @@ def main():
         json.dump(results, f)
     print("\n".join(lines))
     print(f"wrote {md}")
-    plot(groups, bon, os.path.join(args.out_dir, f"rlhf_{args.label}.png"))
+    sft_gold = {r["seed"]: r["sft"]["gold_score"] for r in results}
+    plot(groups, bon_by_seed, sft_gold, os.path.join(args.out_dir, f"rlhf_{args.label}.png"))
 
 
-def plot(groups: dict, bon: list, path: str):
-    """Gold against sqrt(KL): one line per method through its betas, and the best-of-n curve."""
+def plot(groups: dict, bon_by_seed: dict, sft_gold: dict, path: str):
+    """Gold (minus the seed's SFT gold: each seed is another toy language) against sqrt(KL): one line per method
+    through its betas, and the best-of-n curve."""
     try:
         import matplotlib
 
@@ -132,23 +138,25 @@ def plot(groups: dict, bon: list, path: str):
         print("no matplotlib (pip install -r benchmarks/requirements.txt): no PNG")
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    if bon:
-        kl = np.array([row["kl"] for row in bon[0]])
-        gold = np.array([[b[i]["gold"] for b in bon] for i in range(len(kl))])
-        ax.errorbar(np.sqrt(kl), gold.mean(1), yerr=gold.std(1), color="black", marker="s", ms=4, capsize=2,
-                    label="best-of-n from SFT (n = 1..64)")
+    if bon_by_seed:
+        n_rows = min(len(b) for b in bon_by_seed.values())
+        kl = np.array([row["kl"] for row in next(iter(bon_by_seed.values()))[:n_rows]])
+        gain = np.array([[b[i]["gold"] - sft_gold[s] for s, b in bon_by_seed.items()] for i in range(n_rows)])
+        ax.errorbar(np.sqrt(kl), gain.mean(1), yerr=gain.std(1), color="black", marker="s", ms=4, capsize=2,
+                    label=f"best-of-n from SFT (n = 1..{2 ** (n_rows - 1)})")
     for method in NAMES:
         points = sorted((beta, rs) for (m, beta), rs in groups.items() if m == method)
         if not points:
             continue
         x = [np.mean([np.sqrt(max(r["final"]["kl"], 0.0)) for r in rs]) for _, rs in points]
-        y = [np.mean([r["final"]["gold_score"] for r in rs]) for _, rs in points]
-        yerr = [np.std([r["final"]["gold_score"] for r in rs]) for _, rs in points]
-        ax.errorbar(x, y, yerr=yerr, marker="o", capsize=2, label=NAMES[method])
-        for (beta, _), xi, yi in zip(points, x, y):
-            ax.annotate(f"beta={beta:g}", (xi, yi), textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.set_xlabel("sqrt(KL to the SFT policy)")
-    ax.set_ylabel("gold score (held-out prompts)")
+        gains = [[r["final"]["gold_score"] - sft_gold[r["seed"]] for r in rs] for _, rs in points]
+        ax.errorbar(x, [np.mean(g) for g in gains], yerr=[np.std(g) for g in gains], marker="o", capsize=2,
+                    label=NAMES[method])
+        for (beta, _), xi, g in zip(points, x, gains):
+            ax.annotate(f"beta={beta:g}", (xi, np.mean(g)), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.axhline(0, color="gray", lw=0.8)
+    ax.set_xlabel("sqrt(KL to the SFT policy), nats")
+    ax.set_ylabel("gold score minus SFT's (held-out prompts)")
     ax.set_title("ppo_rlhf_toy.py: gold against KL (mean +- std over seeds)")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
