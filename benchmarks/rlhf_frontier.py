@@ -38,7 +38,8 @@ def run_one(seed: int, method: str, beta: float, extra: list, best_of_n: int) ->
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out[-2000:]}")
     result = json.loads(out.strip().splitlines()[-1])
-    result.update(seed=seed, advantage=method, beta=beta, process_seconds=time.time() - start, peak_rss_mb=usage.ru_maxrss / 1024)
+    result.update(seed=seed, advantage=method, beta=beta, process_seconds=time.time() - start,
+                  peak_rss_mb=usage.ru_maxrss / 1024)
     print(f"seed={seed} {method} beta={beta}: gain {result['gold_gain_in_sft_std']:.2f} sft-std, "
           f"kl {result['final']['kl']:.2f}, {result['process_seconds']:.0f} s", flush=True)
     return result
@@ -58,7 +59,7 @@ def main():
     parser.add_argument("--best-of-n", type=int, default=64, help="the largest n, drawn in one run per seed")
     parser.add_argument("--label", default="frontier", help="names the output files")
     parser.add_argument("--out-dir", default=os.path.join(ROOT, "benchmarks", "results"))
-    parser.add_argument("--from-json", nargs="+", help="tabulate and plot these earlier runs' results (of --seeds)")
+    parser.add_argument("--from-json", nargs="+", help="tabulate and plot these earlier runs (of --seeds, --betas)")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     args = parser.parse_args(argv[: argv.index("--")] if "--" in argv else argv)
@@ -67,9 +68,8 @@ def main():
     configs = [(s, m, b) for s in args.seeds for m in args.methods for b in args.betas]
     first = {s: (s, args.methods[0], args.betas[0]) for s in args.seeds}  # one run per seed draws best-of-n
     if args.from_json:
-        results = [r for path in args.from_json for r in json.load(open(path)) if r["seed"] in args.seeds]
-        first = {s: next((r["seed"], r["advantage"], r["beta"]) for r in results if r["seed"] == s and r["best_of_n"])
-                 for s in args.seeds}
+        results = [r for path in args.from_json for r in json.load(open(path))
+                   if r["seed"] in args.seeds and r["beta"] in args.betas and r["advantage"] in args.methods]
     else:
         with ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda c: run_one(*c, extra, args.best_of_n * (first[c[0]] == c)), configs))
@@ -84,12 +84,13 @@ def main():
     for r in results:
         groups.setdefault((r["advantage"], r["beta"]), []).append(r)
     for (method, beta), rs in groups.items():
-        lines.append(f"| {NAMES[method]} | {beta} | {len(rs)} | {mean_std([r['gold_gain_in_sft_std'] for r in rs])} | "
-                     f"{mean_std([r['final']['gold_score'] for r in rs])} | "
-                     f"{mean_std([r['final']['proxy_score'] for r in rs])} | {mean_std([r['final']['kl'] for r in rs])} | "
-                     f"{np.median([r['process_seconds'] for r in rs]):.0f} | {max(r['peak_rss_mb'] for r in rs):.0f} |")
-    sft = [r["sft"] for r in results if first[r["seed"]] == (r["seed"], r["advantage"], r["beta"])]
-    lines += ["", f"SFT: gold {mean_std([s['gold_score'] for s in sft])}, proxy {mean_std([s['proxy_score'] for s in sft])}"]
+        cells = [mean_std([r["gold_gain_in_sft_std"] for r in rs])]
+        cells += [mean_std([r["final"][k] for r in rs]) for k in ["gold_score", "proxy_score", "kl"]]
+        cells += [f"{np.median([r['process_seconds'] for r in rs]):.0f}", f"{max(r['peak_rss_mb'] for r in rs):.0f}"]
+        lines.append(f"| {NAMES[method]} | {beta} | {len(rs)} | " + " | ".join(cells) + " |")
+    sft = list({r["seed"]: r["sft"] for r in results}.values())  # one per seed: every run of a seed has its SFT
+    sft_gold, sft_proxy = mean_std([s["gold_score"] for s in sft]), mean_std([s["proxy_score"] for s in sft])
+    lines += ["", f"SFT: gold {sft_gold}, proxy {sft_proxy}"]
     bon_by_seed = {}  # the longest best-of-n curve of each seed (the same SFT model draws them all)
     for r in results:
         if len(r["best_of_n"]) > len(bon_by_seed.get(r["seed"], [])):
@@ -97,11 +98,11 @@ def main():
     bon = list(bon_by_seed.values())
     lines += ["", "Best-of-n from the SFT policy (the proxy picks; KL = log n - (n-1)/n):", "",
               "| n | gold | proxy | KL |", "|---|---|---|---|"] if bon else []
-    for i, row in enumerate(bon[0] if bon else []):
-        lines.append(f"| {row['n']} | {mean_std([b[i]['gold'] for b in bon])} | {mean_std([b[i]['proxy'] for b in bon])} "
-                     f"| {row['kl']:.3f} |")
-    lines += ["", "Evaluation history (mean over seeds): update: gold / proxy / KL / unseen bigrams / top response share",
-              ""]
+    for i in range(min(len(b) for b in bon) if bon else 0):
+        gold, proxy = mean_std([b[i]["gold"] for b in bon]), mean_std([b[i]["proxy"] for b in bon])
+        lines.append(f"| {bon[0][i]['n']} | {gold} | {proxy} | {bon[0][i]['kl']:.3f} |")
+    lines += ["", "Evaluation history (mean over seeds); update: gold / proxy / KL / unseen bigrams / top response "
+              "share", ""]
     for (method, beta), rs in groups.items():
         points = []
         for i, h in enumerate(rs[0]["history"]):

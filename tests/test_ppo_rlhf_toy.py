@@ -381,7 +381,7 @@ def test_logged_metrics_have_trl_meanings_also_with_whitened_rewards(monkeypatch
         # the return is score - beta * KL of the rollout, not a sum of whitened rewards
         assert metrics["objective/rlhf_reward"] == pytest.approx(
             metrics["objective/scores"] - metrics["objective/beta"] * metrics["objective/kl"], abs=1e-5)
-        assert metrics["objective/non_score_reward"] == pytest.approx(-0.1 * metrics["objective/kl"], abs=1e-5)
+        assert metrics["objective/non_score_reward"] == pytest.approx(-0.3 * metrics["objective/kl"], abs=1e-5)
         assert printed == pytest.approx(metrics["objective/rlhf_reward"], abs=1e-4)
         # objective/entropy sums -log pi over a response's tokens; policy/entropy_avg is per token
         assert metrics["objective/entropy"] > 2 * metrics["policy/entropy_avg"] > 0
