@@ -107,7 +107,7 @@ class Args:
     beta: float = 0.3
     """the KL coefficient: per-token reward -beta * KL_t (0: none; at 0.1, 3 of 5 seeds over-optimize the proxy)"""
     kl_estimator: Literal["k1", "k3"] = "k1"
-    """per-token KL in the reward: `k1` = log p - log p_ref; `k3` = (p_ref/p - 1) - log(p_ref/p) (see kl_per_token)"""
+    """per-token KL in the reward: `k1` = log p/p_ref, whose gradient is the KL's; `k3` = r - 1 - log r, whose is not"""
     kl_target: Optional[float] = None
     """if set, adapt beta so the sequence-level KL tracks this target (Ziegler et al. 2019)"""
     kl_horizon: int = 10_000

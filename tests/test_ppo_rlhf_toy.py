@@ -315,7 +315,7 @@ def test_gold_prefers_fluent_responses_and_penalizes_a_missing_eos():
 
 
 # --- the whole loop ---
-SHORT = dict(sft_steps=500, rm_num_pairs=1000, rm_epochs=3, num_updates=12, batch_size=128, eval_every=6, eval_prompts=256,
+SHORT = dict(sft_steps=400, rm_num_pairs=800, rm_epochs=3, num_updates=10, batch_size=128, eval_every=5, eval_prompts=256,
              best_of_n=0)
 
 
@@ -332,7 +332,7 @@ def test_short_run_beats_sft_on_gold_and_proxy_at_a_finite_kl(capsys):
 
 
 TINY = dict(sft_steps=10, sft_batch_size=32, rm_num_pairs=32, rm_epochs=1, rm_batch_size=16, num_updates=2,
-            batch_size=16, num_minibatches=2, eval_every=1, eval_prompts=16, best_of_n=4)
+            batch_size=16, num_minibatches=2, eval_every=1, eval_prompts=16, best_of_n=4, d_model=32)
 
 
 def test_same_seed_gives_the_same_result():
