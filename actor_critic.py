@@ -8,21 +8,19 @@ envs (one gradient step each) instead of whole episodes.
     python actor_critic.py --env-id CartPole-v1
 """
 
-import importlib.util
 import json
 import os
 import pickle
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers.utils import RunningMeanStd  # Chan et al.'s parallel update of mean and var
 
 
 @dataclass
@@ -37,18 +35,17 @@ class Args:
     """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
     wandb_project_name: str = "rlref"
     """the wandb project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the wandb entity (team); None uses your default entity"""
     capture_video: bool = False
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
     """if toggled, save weights, normalization statistics and args to `runs/{run_name}/{exp_name}.pt`"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a saved model: evaluate it for `--eval-episodes` episodes instead of training"""
     eval_episodes: int = 10
     """number of episodes for the evaluation of a saved model"""
 
-    # Algorithm specific arguments
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
     total_timesteps: int = 500_000
@@ -77,9 +74,6 @@ class Args:
     """the maximum norm for gradient clipping"""
 
 
-LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)  # log sqrt(2 pi), in the Gaussian log-density
-
-
 class UsageError(ValueError):
     """A setting the script cannot run with; raised before training, printed as one line."""
 
@@ -88,14 +82,20 @@ class UsageError(ValueError):
 # A sub-env whose episode ends (terminated or truncated) is reset inside the same step(): the obs it
 # returns is the next episode's first, and the ended episode's last obs is in info["final_obs"].
 def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = ""):
-    def make_env(idx: int):
-        if capture_video and idx == 0:  # record env 0's episodes
-            return gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
-        return gym.make(env_id, disable_env_checker=True)
-
-    # copy=False: step() returns its internal obs array; we copy it into storage at once
-    thunks = [lambda i=i: make_env(i) for i in range(num_envs)]
-    return gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    thunks = [lambda: gym.make(env_id, disable_env_checker=True)] * num_envs
+    if capture_video:  # record env 0's episodes
+        thunks[0] = lambda: gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
+    try:  # copy=False: step() returns its internal obs array; we copy it into storage at once
+        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, copy=False)
+    except gym.error.Error as e:  # an unknown id, MuJoCo without gymnasium[mujoco], a video without moviepy
+        raise UsageError(f"{env_id}: {e}") from None
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise UsageError(f"the MLP needs a flat Box observation space; {env_id} has {obs_space}")
+    box_1d = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    if not (isinstance(action_space, gym.spaces.Discrete) or box_1d):
+        raise UsageError(f"only Discrete and 1-D Box action spaces are handled; {env_id} has {action_space}")
+    return envs
 
 
 def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
@@ -115,48 +115,18 @@ def check_args(args: Args):
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < batch_size:
         raise UsageError(f"--total-timesteps ({args.total_timesteps}) is smaller than one rollout ({batch_size} steps)")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        raise UsageError("--capture-video needs moviepy: pip install moviepy")
     if args.cuda and not torch.cuda.is_available():
         raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
-    if args.env_id not in gym.registry:
-        raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1")
-    try:
-        env = gym.make(args.env_id)  # one env, to see its spaces
-    except gym.error.DependencyNotInstalled as e:  # e.g. a MuJoCo env without gymnasium[mujoco]
-        raise UsageError(f"{args.env_id} needs a package that is not installed: {e}") from None
-    obs_space, action_space = env.observation_space, env.action_space
-    env.close()
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise UsageError(f"the MLP needs a flat Box observation space; {args.env_id} has {obs_space}")
-    if not isinstance(action_space, gym.spaces.Discrete) and not (
-        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
-    ):
-        raise UsageError(f"only Discrete and 1-D Box action spaces are handled; {args.env_id} has {action_space}")
 
 
 # --- normalization of observations and rewards (continuous control) ---
-class RunningMeanStd:
-    """Running mean and variance of a stream of batches (Chan et al.'s parallel update)."""
-
-    def __init__(self, shape=()):
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
-
-    def update(self, x: np.ndarray):
-        delta, n = x.mean(0) - self.mean, x.shape[0]
-        total = self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + x.var(0) * n + delta**2 * self.count * n / total) / total  # M2 / count
-        self.count = total
-
-
 class Normalizer:
     """Continuous control (`enabled`): observations normalized by their running mean and std, rewards scaled
     by the running std of the discounted return. Otherwise observations are only cast to float32."""
 
     def __init__(self, obs_dim: int, num_envs: int, gamma: float, enabled: bool):
         self.enabled, self.gamma, self.discounted_return = enabled, gamma, np.zeros(num_envs)
-        self.obs_rms, self.return_rms = RunningMeanStd(obs_dim), RunningMeanStd()
+        self.obs_rms, self.return_rms = RunningMeanStd(shape=(obs_dim,)), RunningMeanStd()
 
     def obs(self, raw_obs: np.ndarray, update: bool = False) -> np.ndarray:
         if not self.enabled:
@@ -224,14 +194,9 @@ class Agent(nn.Module):
             return logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy
         mean, logstd = params.chunk(2, dim=-1)
         # log N(a; mu, sigma^2) = -(a - mu)^2 / (2 sigma^2) - log sigma - log(2 pi)/2, summed over action dims
-        log_prob = (-0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - LOG_SQRT_2PI).sum(-1)
-        entropy = (logstd + 0.5 + LOG_SQRT_2PI).sum(-1)  # H = log sigma + (1 + log 2 pi)/2 per dim
+        log_prob = (-0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - 0.5 * np.log(2 * np.pi)).sum(-1)
+        entropy = (logstd + 0.5 + 0.5 * np.log(2 * np.pi)).sum(-1)  # H = log sigma + (1 + log 2 pi)/2 per dim
         return log_prob, entropy
-
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        """The most likely action, for evaluation."""
-        out = self.actor(obs)
-        return out.argmax(-1) if self.discrete else out
 
 
 # --- acting in the rollout: a numpy copy of the actor ---
@@ -309,6 +274,7 @@ def explained_variance(values: np.ndarray, returns: np.ndarray) -> float:
 
 
 # --- evaluate a saved model ---
+@torch.no_grad()
 def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: bool = False) -> list:
     """Run `eval_episodes` episodes with the saved policy's most likely action; returns their returns."""
     try:  # weights_only: unpickles tensors and plain types only, so a foreign file cannot run code
@@ -324,8 +290,8 @@ def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: b
     obs, _ = envs.reset(seed=seed)
     returns, episodic_return = [], 0.0
     while len(returns) < eval_episodes:
-        with torch.no_grad():  # the normalization statistics stay frozen at their saved values
-            action = agent.mode(torch.as_tensor(normalizer.obs(obs))).numpy()
+        out = agent.actor(torch.as_tensor(normalizer.obs(obs)))  # normalized with the saved, frozen statistics
+        action = (out.argmax(-1) if agent.discrete else out).numpy()  # the most likely action: argmax, or the mean
         if not agent.discrete:
             action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
         obs, reward, terminated, truncated, _ = envs.step(action)
@@ -347,10 +313,8 @@ def main(args: Args) -> dict:
     num_iterations = args.total_timesteps // batch_size
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
-    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
     if args.track:
         import wandb
-
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_name)
         wandb.define_metric("global_step")
         wandb.define_metric("*", step_metric="global_step")
@@ -363,19 +327,17 @@ def main(args: Args) -> dict:
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, envs.single_action_space, args.shared_trunk).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
-    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, enabled=continuous)
+    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, enabled=not agent.discrete)
 
     # Rollout storage, shaped (num_steps, num_envs, ...); next_obs[t] is the true s_{t+1} of transition t.
     action_shape = envs.single_action_space.shape
-    obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32)
-    next_obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32)
-    actions_buf = np.zeros((args.num_steps, args.num_envs) + action_shape, np.float32 if continuous else np.int64)
+    obs_buf, next_obs_buf = (np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32) for _ in range(2))
+    actions_buf = np.zeros((args.num_steps, args.num_envs) + action_shape, np.int64 if agent.discrete else np.float32)
     rewards_buf, terminated_buf, dones_buf = (np.zeros((args.num_steps, args.num_envs), np.float32) for _ in range(3))
     episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
     recent_returns = deque(maxlen=10)  # the returns of the last 10 finished episodes
     global_step, start_time = 0, time.time()
     obs = normalizer.obs(envs.reset(seed=args.seed)[0], update=True)
-    envs.action_space.seed(args.seed)
 
     for iteration in range(1, num_iterations + 1):
         if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
@@ -385,11 +347,10 @@ def main(args: Args) -> dict:
         policy = NumpyPolicy(agent, rng, probe_obs=obs)
         for step in range(args.num_steps):
             global_step += args.num_envs
-            obs_buf[step] = obs
             # plain torch: torch.distributions.Categorical(logits=agent.dist_params(torch.as_tensor(obs))).sample()
             action = policy.sample(obs)
-            actions_buf[step] = action
-            if continuous:  # the Gaussian sample is stored; only the env sees it clipped
+            obs_buf[step], actions_buf[step] = obs, action
+            if not agent.discrete:  # the Gaussian sample is stored; only the env sees it clipped
                 action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
             raw_obs, reward, terminated, truncated, info = envs.step(action)
             done = terminated | truncated
@@ -409,17 +370,16 @@ def main(args: Args) -> dict:
             episode_returns[done], episode_lengths[done] = 0.0, 0
 
         # --- values: one batched pass over the rollout ---
-        b_obs = torch.from_numpy(obs_buf).to(device).reshape(batch_size, obs_dim)
-        b_actions = torch.from_numpy(actions_buf).to(device).reshape((batch_size,) + action_shape)
+        b_obs, b_actions = (torch.as_tensor(x, device=device).flatten(0, 1) for x in (obs_buf, actions_buf))
         with torch.no_grad():
             values = agent.value(b_obs).reshape(args.num_steps, args.num_envs).cpu().numpy()
-            next_values = agent.value(torch.from_numpy(next_obs_buf).to(device)).cpu().numpy()
+            next_values = agent.value(torch.as_tensor(next_obs_buf, device=device)).cpu().numpy()
         next_values = next_values * (1.0 - terminated_buf)  # V(s_{t+1}) = 0 after termination
 
         # --- advantage: GAE(lambda); lambda=0 is the one-step TD error, value target R_t = A_t + V(s_t) ---
         advantages = gae(rewards_buf, values, next_values, dones_buf, args.gamma, args.gae_lambda)
         returns = advantages + values
-        b_advantages, b_returns = (torch.from_numpy(x.reshape(-1)).to(device) for x in (advantages, returns))
+        b_advantages, b_returns = (torch.as_tensor(x.ravel(), device=device) for x in (advantages, returns))
 
         # --- update: one gradient step on the rollout, then it is thrown away ---
         new_logprob, entropy = agent.log_prob_entropy(agent.dist_params(b_obs), b_actions)
@@ -460,8 +420,7 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
     try:
-        print(json.dumps(main(cli_args)))
+        print(json.dumps(main(tyro.cli(Args))))
     except UsageError as e:
         raise SystemExit(f"{os.path.basename(__file__)}: error: {e}")

@@ -9,14 +9,13 @@ slowly, keeps y from chasing Q. (README.md has the MountainCar-v0 command line.)
     python dqn.py --env-id CartPole-v1 --no-double-dqn --loss mse
 """
 
-import importlib.util
 import json
 import os
 import pickle
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
@@ -24,7 +23,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import tyro
-from gymnasium.vector import AutoresetMode
 
 
 @dataclass
@@ -39,20 +37,19 @@ class Args:
     """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
     wandb_project_name: str = "rlref"
     """the wandb project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the wandb entity (team); None uses your default entity"""
     capture_video: bool = False
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
     """if toggled, save the Q-network and args to `runs/{run_name}/{exp_name}.pt` and evaluate it greedily"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a saved model: evaluate it for `--eval-episodes` episodes instead of training"""
     eval_episodes: int = 10
     """number of episodes for the evaluation of a saved model"""
     eval_epsilon: float = 0.0
     """epsilon of the evaluation policy (0: greedy)"""
 
-    # Algorithm specific arguments
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
     total_timesteps: int = 50_000
@@ -101,14 +98,19 @@ class UsageError(ValueError):
 # A sub-env whose episode ends (terminated or truncated) is reset inside the same step(): the obs it
 # returns is the next episode's first, and the ended episode's last obs is in info["final_obs"].
 def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = ""):
-    def make_env(idx: int):
-        if capture_video and idx == 0:  # record env 0's episodes
-            return gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
-        return gym.make(env_id, disable_env_checker=True)
-
-    # copy=False: step() returns its internal obs array; we copy it into the buffer at once
-    thunks = [lambda i=i: make_env(i) for i in range(num_envs)]
-    return gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    thunks = [lambda: gym.make(env_id, disable_env_checker=True)] * num_envs
+    if capture_video:  # record env 0's episodes
+        thunks[0] = lambda: gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
+    try:  # copy=False: step() returns its internal obs array; we copy it into the buffer at once
+        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, copy=False)
+    except gym.error.Error as e:  # an unknown id, MuJoCo without gymnasium[mujoco], a video without moviepy
+        raise UsageError(f"{env_id}: {e}") from None
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise UsageError(f"the MLP needs a flat Box observation space; {env_id} has {obs_space}")
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise UsageError(f"DQN needs a discrete action space; {env_id} has {action_space}; use ppo.py for it")
+    return envs
 
 
 def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
@@ -136,22 +138,8 @@ def check_args(args: Args):
     for name in ["start_e", "end_e", "eval_epsilon"]:
         if not 0.0 <= getattr(args, name) <= 1.0:
             raise UsageError(f"--{name.replace('_', '-')} must be in [0, 1], got {getattr(args, name)}")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        raise UsageError("--capture-video needs moviepy: pip install moviepy")
     if args.cuda and not torch.cuda.is_available():
         raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
-    if args.env_id not in gym.registry:
-        raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1")
-    try:
-        env = gym.make(args.env_id)  # one env, to see its spaces
-    except gym.error.DependencyNotInstalled as e:  # e.g. a MuJoCo env without gymnasium[mujoco]
-        raise UsageError(f"{args.env_id} needs a package that is not installed: {e}") from None
-    obs_space, action_space = env.observation_space, env.action_space
-    env.close()
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise UsageError(f"the MLP needs a flat Box observation space; {args.env_id} has {obs_space}")
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise UsageError(f"DQN needs a discrete action space; {args.env_id} has {action_space}; use ppo.py for it")
 
 
 # --- the network: Q(s, .) for all actions at once ---
@@ -288,7 +276,6 @@ def main(args: Args) -> dict:
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
     if args.track:
         import wandb
-
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_name)
         wandb.define_metric("global_step")
         wandb.define_metric("*", step_metric="global_step")
@@ -308,7 +295,6 @@ def main(args: Args) -> dict:
     recent_returns = deque(maxlen=10)  # the returns of the last 10 finished episodes
     global_step, start_time, gradient_steps = 0, time.time(), 0
     obs = envs.reset(seed=args.seed)[0].astype(np.float32)
-    envs.action_space.seed(args.seed)
     q_numpy = NumpyQ(q_network, probe_obs=obs)
 
     while global_step < args.total_timesteps:
@@ -393,8 +379,7 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
     try:
-        print(json.dumps(main(cli_args)))
+        print(json.dumps(main(tyro.cli(Args))))
     except UsageError as e:
         raise SystemExit(f"{os.path.basename(__file__)}: error: {e}")

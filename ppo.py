@@ -1,33 +1,29 @@
 """PPO: proximal policy optimization (Schulman et al. 2017), discrete and continuous actions.
 
-What this chapter adds to actor_critic.py: each rollout is reused for several epochs of minibatch
-updates. The policy gradient is weighted by the importance ratio pi(a|s) / pi_old(a|s), and the new
-policy is kept close to the one that collected the data, either by clipping the ratio (PPO-Clip,
-`--loss clip`) or by a KL penalty with an adaptive coefficient (PPO-KL, `--loss kl`).
+What this chapter adds to actor_critic.py: each rollout is reused for several epochs of minibatch updates, with
+the policy gradient weighted by the importance ratio pi(a|s) / pi_old(a|s); the new policy is kept close to the
+old one by clipping the ratio (PPO-Clip, `--loss clip`) or by an adaptive KL penalty (PPO-KL, `--loss kl`).
 
     python ppo.py --env-id CartPole-v1
-    python ppo.py --env-id Pendulum-v1 --total-timesteps 500000 --num-envs 4 --num-steps 512 \
-        --gamma 0.9 --learning-rate 1e-3 --update-epochs 10 --num-minibatches 8 --ent-coef 0
     # MuJoCo (pip install "gymnasium[mujoco]"), CleanRL's continuous-control settings:
     python ppo.py --env-id HalfCheetah-v5 --total-timesteps 1000000 --num-envs 1 --num-steps 2048 \
         --learning-rate 3e-4 --update-epochs 10 --num-minibatches 32 --ent-coef 0
 """
 
-import importlib.util
 import json
 import os
 import pickle
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from gymnasium.vector import AutoresetMode
+from gymnasium.wrappers.utils import RunningMeanStd  # Chan et al.'s parallel update of mean and var
 
 
 @dataclass
@@ -42,18 +38,17 @@ class Args:
     """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
     wandb_project_name: str = "rlref"
     """the wandb project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the wandb entity (team); None uses your default entity"""
     capture_video: bool = False
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
     """if toggled, save weights, normalization statistics and args to `runs/{run_name}/{exp_name}.pt`"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a saved model: evaluate it for `--eval-episodes` episodes instead of training"""
     eval_episodes: int = 10
     """number of episodes for the evaluation of a saved model"""
 
-    # Algorithm specific arguments
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
     total_timesteps: int = 150_000
@@ -84,8 +79,6 @@ class Args:
     """the ratio clipping epsilon of PPO-Clip (also the value clipping range)"""
     kl_target: float = 0.01
     """`--loss kl`: the KL target d_targ of the adaptive beta rule"""
-    kl_beta: float = 1.0
-    """`--loss kl`: the initial KL penalty coefficient beta"""
     clip_vloss: bool = True
     """if toggled, use the clipped value loss"""
     ent_coef: float = 0.01
@@ -94,11 +87,8 @@ class Args:
     """the coefficient of the value loss"""
     max_grad_norm: float = 0.5
     """the maximum norm for gradient clipping"""
-    target_kl: Optional[float] = None
+    target_kl: float | None = None
     """stop the epochs of an update early once the approximate KL exceeds this; None: never"""
-
-
-LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)  # log sqrt(2 pi), in the Gaussian log-density
 
 
 class UsageError(ValueError):
@@ -109,14 +99,20 @@ class UsageError(ValueError):
 # A sub-env whose episode ends (terminated or truncated) is reset inside the same step(): the obs it
 # returns is the next episode's first, and the ended episode's last obs is in info["final_obs"].
 def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = ""):
-    def make_env(idx: int):
-        if capture_video and idx == 0:  # record env 0's episodes
-            return gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
-        return gym.make(env_id, disable_env_checker=True)
-
-    # copy=False: step() returns its internal obs array; we copy it into storage at once
-    thunks = [lambda i=i: make_env(i) for i in range(num_envs)]
-    return gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    thunks = [lambda: gym.make(env_id, disable_env_checker=True)] * num_envs
+    if capture_video:  # record env 0's episodes
+        thunks[0] = lambda: gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
+    try:  # copy=False: step() returns its internal obs array; we copy it into storage at once
+        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, copy=False)
+    except gym.error.Error as e:  # an unknown id, MuJoCo without gymnasium[mujoco], a video without moviepy
+        raise UsageError(f"{env_id}: {e}") from None
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise UsageError(f"the MLP needs a flat Box observation space; {env_id} has {obs_space}")
+    box_1d = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    if not (isinstance(action_space, gym.spaces.Discrete) or box_1d):
+        raise UsageError(f"only Discrete and 1-D Box action spaces are handled; {env_id} has {action_space}")
+    return envs
 
 
 def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
@@ -135,52 +131,21 @@ def check_args(args: Args):
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     batch_size = args.num_envs * args.num_steps
     if batch_size % args.num_minibatches != 0:
-        raise UsageError(f"the batch (--num-envs x --num-steps = {batch_size}) must divide into --num-minibatches "
-                         f"({args.num_minibatches}) equal minibatches")
+        raise UsageError(f"--num-minibatches ({args.num_minibatches}) must divide the batch ({batch_size} steps)")
     if args.total_timesteps < batch_size:
         raise UsageError(f"--total-timesteps ({args.total_timesteps}) is smaller than one rollout ({batch_size} steps)")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        raise UsageError("--capture-video needs moviepy: pip install moviepy")
     if args.cuda and not torch.cuda.is_available():
         raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
-    if args.env_id not in gym.registry:
-        raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1")
-    try:
-        env = gym.make(args.env_id)  # one env, to see its spaces
-    except gym.error.DependencyNotInstalled as e:  # e.g. a MuJoCo env without gymnasium[mujoco]
-        raise UsageError(f"{args.env_id} needs a package that is not installed: {e}") from None
-    obs_space, action_space = env.observation_space, env.action_space
-    env.close()
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise UsageError(f"the MLP needs a flat Box observation space; {args.env_id} has {obs_space}")
-    if not isinstance(action_space, gym.spaces.Discrete) and not (
-        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
-    ):
-        raise UsageError(f"only Discrete and 1-D Box action spaces are handled; {args.env_id} has {action_space}")
 
 
 # --- normalization of observations and rewards (continuous control) ---
-class RunningMeanStd:
-    """Running mean and variance of a stream of batches (Chan et al.'s parallel update)."""
-
-    def __init__(self, shape=()):
-        self.mean, self.var, self.count = np.zeros(shape), np.ones(shape), 1e-4
-
-    def update(self, x: np.ndarray):
-        delta, n = x.mean(0) - self.mean, x.shape[0]
-        total = self.count + n
-        self.mean = self.mean + delta * n / total
-        self.var = (self.var * self.count + x.var(0) * n + delta**2 * self.count * n / total) / total  # M2 / count
-        self.count = total
-
-
 class Normalizer:
     """Continuous control (`enabled`): observations normalized by their running mean and std, rewards scaled
     by the running std of the discounted return. Otherwise observations are only cast to float32."""
 
     def __init__(self, obs_dim: int, num_envs: int, gamma: float, enabled: bool):
         self.enabled, self.gamma, self.discounted_return = enabled, gamma, np.zeros(num_envs)
-        self.obs_rms, self.return_rms = RunningMeanStd(obs_dim), RunningMeanStd()
+        self.obs_rms, self.return_rms = RunningMeanStd(shape=(obs_dim,)), RunningMeanStd()
 
     def obs(self, raw_obs: np.ndarray, update: bool = False) -> np.ndarray:
         if not self.enabled:
@@ -248,8 +213,8 @@ class Agent(nn.Module):
             return logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy
         mean, logstd = params.chunk(2, dim=-1)
         # log N(a; mu, sigma^2) = -(a - mu)^2 / (2 sigma^2) - log sigma - log(2 pi)/2, summed over action dims
-        log_prob = (-0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - LOG_SQRT_2PI).sum(-1)
-        entropy = (logstd + 0.5 + LOG_SQRT_2PI).sum(-1)  # H = log sigma + (1 + log 2 pi)/2 per dim
+        log_prob = (-0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - 0.5 * np.log(2 * np.pi)).sum(-1)
+        entropy = (logstd + 0.5 + 0.5 * np.log(2 * np.pi)).sum(-1)  # H = log sigma + (1 + log 2 pi)/2 per dim
         return log_prob, entropy
 
     def kl(self, old_params: torch.Tensor, new_params: torch.Tensor) -> torch.Tensor:
@@ -261,11 +226,6 @@ class Agent(nn.Module):
         # per dim: log(sigma1/sigma0) + (sigma0^2 + (mu0 - mu1)^2) / (2 sigma1^2) - 1/2
         kl = logstd1 - logstd0 + ((2 * logstd0).exp() + (mean0 - mean1) ** 2) / (2 * (2 * logstd1).exp()) - 0.5
         return kl.sum(-1)
-
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        """The most likely action, for evaluation."""
-        out = self.actor(obs)
-        return out.argmax(-1) if self.discrete else out
 
 
 # --- acting in the rollout: a numpy copy of the actor ---
@@ -363,6 +323,7 @@ def explained_variance(values: np.ndarray, returns: np.ndarray) -> float:
 
 
 # --- evaluate a saved model ---
+@torch.no_grad()
 def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: bool = False) -> list:
     """Run `eval_episodes` episodes with the saved policy's most likely action; returns their returns."""
     try:  # weights_only: unpickles tensors and plain types only, so a foreign file cannot run code
@@ -378,8 +339,8 @@ def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: b
     obs, _ = envs.reset(seed=seed)
     returns, episodic_return = [], 0.0
     while len(returns) < eval_episodes:
-        with torch.no_grad():  # the normalization statistics stay frozen at their saved values
-            action = agent.mode(torch.as_tensor(normalizer.obs(obs))).numpy()
+        out = agent.actor(torch.as_tensor(normalizer.obs(obs)))  # normalized with the saved, frozen statistics
+        action = (out.argmax(-1) if agent.discrete else out).numpy()  # the most likely action: argmax, or the mean
         if not agent.discrete:
             action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
         obs, reward, terminated, truncated, _ = envs.step(action)
@@ -398,14 +359,11 @@ def main(args: Args) -> dict:
         return {"eval_returns": returns, "eval_mean_return": float(np.mean(returns))}
 
     batch_size = args.num_envs * args.num_steps
-    minibatch_size = batch_size // args.num_minibatches
     num_iterations = args.total_timesteps // batch_size
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
-    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
     if args.track:
         import wandb
-
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_name)
         wandb.define_metric("global_step")
         wandb.define_metric("*", step_metric="global_step")
@@ -418,20 +376,18 @@ def main(args: Args) -> dict:
     obs_dim = envs.single_observation_space.shape[0]
     agent = Agent(obs_dim, envs.single_action_space, args.shared_trunk).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, fused=True)  # fused: one kernel
-    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, enabled=continuous)
-    kl_beta = args.kl_beta
+    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, enabled=not agent.discrete)
+    kl_beta = 1.0  # PPO-KL's beta; its start matters little, the rule below adapts it (PPO paper, section 4)
 
     # Rollout storage, shaped (num_steps, num_envs, ...); next_obs[t] is the true s_{t+1} of transition t.
     action_shape = envs.single_action_space.shape
-    obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32)
-    next_obs_buf = np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32)
-    actions_buf = np.zeros((args.num_steps, args.num_envs) + action_shape, np.float32 if continuous else np.int64)
+    obs_buf, next_obs_buf = (np.zeros((args.num_steps, args.num_envs, obs_dim), np.float32) for _ in range(2))
+    actions_buf = np.zeros((args.num_steps, args.num_envs) + action_shape, np.int64 if agent.discrete else np.float32)
     rewards_buf, terminated_buf, dones_buf = (np.zeros((args.num_steps, args.num_envs), np.float32) for _ in range(3))
     episode_returns, episode_lengths = np.zeros(args.num_envs), np.zeros(args.num_envs, np.int64)
     recent_returns = deque(maxlen=10)  # the returns of the last 10 finished episodes
     global_step, start_time = 0, time.time()
     obs = normalizer.obs(envs.reset(seed=args.seed)[0], update=True)
-    envs.action_space.seed(args.seed)
 
     for iteration in range(1, num_iterations + 1):
         if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
@@ -441,11 +397,10 @@ def main(args: Args) -> dict:
         policy = NumpyPolicy(agent, rng, probe_obs=obs)
         for step in range(args.num_steps):
             global_step += args.num_envs
-            obs_buf[step] = obs
             # plain torch: torch.distributions.Categorical(logits=agent.dist_params(torch.as_tensor(obs))).sample()
             action = policy.sample(obs)
-            actions_buf[step] = action
-            if continuous:  # the Gaussian sample is stored; only the env sees it clipped
+            obs_buf[step], actions_buf[step] = obs, action
+            if not agent.discrete:  # the Gaussian sample is stored; only the env sees it clipped
                 action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
             raw_obs, reward, terminated, truncated, info = envs.step(action)
             done = terminated | truncated
@@ -465,11 +420,10 @@ def main(args: Args) -> dict:
             episode_returns[done], episode_lengths[done] = 0.0, 0
 
         # --- values and old log-probs: one batched pass over the rollout (the policy was fixed during it) ---
-        b_obs = torch.from_numpy(obs_buf).to(device).reshape(batch_size, obs_dim)
-        b_actions = torch.from_numpy(actions_buf).to(device).reshape((batch_size,) + action_shape)
+        b_obs, b_actions = (torch.as_tensor(x, device=device).flatten(0, 1) for x in (obs_buf, actions_buf))
         with torch.no_grad():
             values = agent.value(b_obs).reshape(args.num_steps, args.num_envs).cpu().numpy()
-            next_values = agent.value(torch.from_numpy(next_obs_buf).to(device)).cpu().numpy()
+            next_values = agent.value(torch.as_tensor(next_obs_buf, device=device)).cpu().numpy()
             b_old_params = agent.dist_params(b_obs)
             b_logprobs, _ = agent.log_prob_entropy(b_old_params, b_actions)
         next_values = next_values * (1.0 - terminated_buf)  # V(s_{t+1}) = 0 after termination
@@ -478,21 +432,18 @@ def main(args: Args) -> dict:
         advantages = gae(rewards_buf, values, next_values, dones_buf, args.gamma, args.gae_lambda)
         returns = advantages + values
         b_advantages, b_returns, b_values = (
-            torch.from_numpy(x.reshape(-1)).to(device) for x in (advantages, returns, values))
+            torch.as_tensor(x.ravel(), device=device) for x in (advantages, returns, values))
 
         # --- update: update_epochs passes of minibatch gradient steps on the same rollout ---
-        clipfracs = []
         for epoch in range(args.update_epochs):
-            for mb in torch.randperm(batch_size, device=device).split(minibatch_size):
+            for mb in torch.randperm(batch_size, device=device).split(batch_size // args.num_minibatches):
                 new_params = agent.dist_params(b_obs[mb])
                 new_logprob, entropy = agent.log_prob_entropy(new_params, b_actions[mb])
                 logratio = new_logprob - b_logprobs[mb]
                 ratio = logratio.exp()  # pi(a|s) / pi_old(a|s)
                 with torch.no_grad():  # how far pi has moved from pi_old before this step
-                    old_approx_kl = (-logratio).mean()
                     approx_kl = ((ratio - 1) - logratio).mean()  # k3 estimator of KL(pi_old || pi)
-                    clipfracs.append(((ratio - 1.0).abs() > args.clip_coef).float().mean().item())
-
+                    clipfrac = ((ratio - 1.0).abs() > args.clip_coef).float().mean()
                 mb_advantages = b_advantages[mb]
                 if args.norm_adv:
                     mb_advantages = (mb_advantages - mb_advantages.mean()) / (mb_advantages.std() + 1e-8)
@@ -509,28 +460,24 @@ def main(args: Args) -> dict:
                 loss.backward()
                 nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
                 optimizer.step()
-
             if args.target_kl is not None and approx_kl.item() > args.target_kl:
                 break
 
         if args.loss == "kl":  # PPO-KL: beta follows d = E_t[KL(pi_old(.|s_t) || pi(.|s_t))] of the whole update
-            with torch.no_grad():
-                update_kl = agent.kl(b_old_params, agent.dist_params(b_obs)).mean().item()
+            update_kl = agent.kl(b_old_params, agent.dist_params(b_obs).detach()).mean().item()
             kl_beta = adapt_kl_beta(kl_beta, update_kl, args.kl_target)
 
         # --- logging ---
         sps = int(global_step / (time.time() - start_time))
         mean_return = float(np.mean(recent_returns)) if recent_returns else float("nan")
         if iteration % 10 == 0 or iteration == num_iterations:
-            print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return:.2f}, "
-                  f"approx_kl={approx_kl.item():.4f}")
+            print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return:.2f}")
         if args.track:
             wandb.log({"global_step": global_step, "charts/learning_rate": optimizer.param_groups[0]["lr"],
                        "charts/SPS": sps, "losses/value_loss": v_loss.item(), "losses/policy_loss": pg_loss.item(),
-                       "losses/entropy": entropy_loss.item(),
+                       "losses/entropy": entropy_loss.item(), "losses/approx_kl": approx_kl.item(),
                        "losses/explained_variance": explained_variance(values, returns),
-                       "losses/old_approx_kl": old_approx_kl.item(), "losses/approx_kl": approx_kl.item(),
-                       "losses/clipfrac": float(np.mean(clipfracs)), "losses/kl_beta": kl_beta})
+                       "losses/clipfrac": clipfrac.item(), "losses/kl_beta": kl_beta})
 
     envs.close()
     result = {"env_id": args.env_id, "global_step": global_step, "mean_return_last10": mean_return, "sps": sps,
@@ -547,8 +494,7 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
     try:
-        print(json.dumps(main(cli_args)))
+        print(json.dumps(main(tyro.cli(Args))))
     except UsageError as e:
         raise SystemExit(f"{os.path.basename(__file__)}: error: {e}")

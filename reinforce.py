@@ -9,21 +9,19 @@ only the rewards that came after it; minus a baseline, `--baseline value` (a lea
     python reinforce.py --env-id CartPole-v1 --weight total --baseline none
 """
 
-import importlib.util
 import json
 import os
 import pickle
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 import torch.nn as nn
 import tyro
-from gymnasium.vector import AutoresetMode
 
 
 @dataclass
@@ -38,18 +36,17 @@ class Args:
     """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
     wandb_project_name: str = "rlref"
     """the wandb project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the wandb entity (team); None uses your default entity"""
     capture_video: bool = False
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
     """if toggled, save weights and args to `runs/{run_name}/{exp_name}.pt`"""
-    eval_checkpoint: Optional[str] = None
+    eval_checkpoint: str | None = None
     """path of a saved model: evaluate it for `--eval-episodes` episodes instead of training"""
     eval_episodes: int = 10
     """number of episodes for the evaluation of a saved model"""
 
-    # Algorithm specific arguments
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
     total_timesteps: int = 200_000
@@ -69,9 +66,6 @@ class Args:
     value_steps: int = 10
     """`--baseline value`: gradient steps of the value network on each batch"""
 
-LOG_SQRT_2PI = 0.5 * np.log(2 * np.pi)  # log sqrt(2 pi), in the Gaussian log-density
-
-
 class UsageError(ValueError):
     """A setting the script cannot run with; raised before training, printed as one line."""
 
@@ -79,16 +73,21 @@ class UsageError(ValueError):
 # --- environments: gymnasium 1.x vector env with SAME_STEP autoreset ---
 # A sub-env whose episode ends (terminated or truncated) is reset inside the same step(): the obs it
 # returns is the next episode's first, and the ended episode's last obs is in info["final_obs"].
-# Each env plays exactly one episode per batch; what it does after that (while the others finish) is unused.
 def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = ""):
-    def make_env(idx: int):
-        if capture_video and idx == 0:  # record env 0's episodes
-            return gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
-        return gym.make(env_id, disable_env_checker=True)
-
-    # copy=False: step() returns its internal obs array; we copy it into storage at once
-    thunks = [lambda i=i: make_env(i) for i in range(num_envs)]
-    return gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP, copy=False)
+    thunks = [lambda: gym.make(env_id, disable_env_checker=True)] * num_envs
+    if capture_video:  # record env 0's episodes
+        thunks[0] = lambda: gym.wrappers.RecordVideo(gym.make(env_id, render_mode="rgb_array"), f"videos/{run_name}")
+    try:  # copy=False: step() returns its internal obs array; we copy it into storage at once
+        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, copy=False)
+    except gym.error.Error as e:  # an unknown id, MuJoCo without gymnasium[mujoco], a video without moviepy
+        raise UsageError(f"{env_id}: {e}") from None
+    obs_space, action_space = envs.single_observation_space, envs.single_action_space
+    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
+        raise UsageError(f"the MLP needs a flat Box observation space; {env_id} has {obs_space}")
+    box_1d = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+    if not (isinstance(action_space, gym.spaces.Discrete) or box_1d):
+        raise UsageError(f"only Discrete and 1-D Box action spaces are handled; {env_id} has {action_space}")
+    return envs
 
 
 def check_args(args: Args):
@@ -98,27 +97,11 @@ def check_args(args: Args):
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {getattr(args, name)}")
     if not 0.0 <= args.gamma <= 1.0:
         raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if args.capture_video and importlib.util.find_spec("moviepy") is None:
-        raise UsageError("--capture-video needs moviepy: pip install moviepy")
     if args.cuda and not torch.cuda.is_available():
         raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
-    if args.env_id not in gym.registry:
-        raise UsageError(f"unknown env id '{args.env_id}'; registered ids look like CartPole-v1, Acrobot-v1")
-    if gym.spec(args.env_id).max_episode_steps is None:
+    if args.env_id in gym.registry and gym.spec(args.env_id).max_episode_steps is None:
         raise UsageError(f"this script learns from whole episodes and {args.env_id} has no time limit; "
                          "register it with max_episode_steps")
-    try:
-        env = gym.make(args.env_id)  # one env, to see its spaces
-    except gym.error.DependencyNotInstalled as e:  # e.g. a MuJoCo env without gymnasium[mujoco]
-        raise UsageError(f"{args.env_id} needs a package that is not installed: {e}") from None
-    obs_space, action_space = env.observation_space, env.action_space
-    env.close()
-    if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise UsageError(f"the MLP needs a flat Box observation space; {args.env_id} has {obs_space}")
-    if not isinstance(action_space, gym.spaces.Discrete) and not (
-        isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
-    ):
-        raise UsageError(f"only Discrete and 1-D Box action spaces are handled; {args.env_id} has {action_space}")
 
 
 # --- networks: the policy, and the value network of `--baseline value` ---
@@ -166,14 +149,9 @@ class Agent(nn.Module):
             return logp.gather(-1, actions.unsqueeze(-1)).squeeze(-1), entropy
         mean, logstd = params.chunk(2, dim=-1)
         # log N(a; mu, sigma^2) = -(a - mu)^2 / (2 sigma^2) - log sigma - log(2 pi)/2, summed over action dims
-        log_prob = (-0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - LOG_SQRT_2PI).sum(-1)
-        entropy = (logstd + 0.5 + LOG_SQRT_2PI).sum(-1)  # H = log sigma + (1 + log 2 pi)/2 per dim
+        log_prob = (-0.5 * ((actions - mean) / logstd.exp()) ** 2 - logstd - 0.5 * np.log(2 * np.pi)).sum(-1)
+        entropy = (logstd + 0.5 + 0.5 * np.log(2 * np.pi)).sum(-1)  # H = log sigma + (1 + log 2 pi)/2 per dim
         return log_prob, entropy
-
-    def mode(self, obs: torch.Tensor) -> torch.Tensor:
-        """The most likely action, for evaluation."""
-        out = self.actor(obs)
-        return out.argmax(-1) if self.discrete else out
 
 
 # --- acting in the episodes: a numpy copy of the actor ---
@@ -233,8 +211,7 @@ def reward_to_go(rewards: np.ndarray, gamma: float, last_value: float = 0.0) -> 
 
 
 def total_return(rewards: np.ndarray, gamma: float, last_value: float = 0.0) -> np.ndarray:
-    """The episode's discounted return from its start, G_0 = sum_t gamma^t r_t (+ gamma^T * last_value),
-    as the weight of every one of its steps."""
+    """G_0 = sum_t gamma^t r_t (+ gamma^T * last_value), the episode's discounted return, as every step's weight"""
     return np.full(len(rewards), reward_to_go(rewards, gamma, last_value)[0])
 
 
@@ -249,6 +226,7 @@ def value_loss(values, returns):
 
 
 # --- evaluate a saved model ---
+@torch.no_grad()
 def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: bool = False) -> list:
     """Run `eval_episodes` episodes with the saved policy's most likely action; returns their returns."""
     try:  # weights_only: unpickles tensors and plain types only, so a foreign file cannot run code
@@ -262,8 +240,8 @@ def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: b
     obs, _ = envs.reset(seed=seed)
     returns, episodic_return = [], 0.0
     while len(returns) < eval_episodes:
-        with torch.no_grad():
-            action = agent.mode(torch.as_tensor(obs, dtype=torch.float32)).numpy()
+        out = agent.actor(torch.as_tensor(obs, dtype=torch.float32))
+        action = (out.argmax(-1) if agent.discrete else out).numpy()  # the most likely action: argmax, or the mean
         if not agent.discrete:
             action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
         obs, reward, terminated, truncated, _ = envs.step(action)
@@ -283,10 +261,8 @@ def main(args: Args) -> dict:
 
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
     envs = make_envs(args.env_id, args.num_episodes, args.capture_video, run_name)
-    continuous = isinstance(envs.single_action_space, gym.spaces.Box)
     if args.track:
         import wandb
-
         wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_name)
         wandb.define_metric("global_step")
         wandb.define_metric("*", step_metric="global_step")
@@ -303,7 +279,6 @@ def main(args: Args) -> dict:
     value_optimizer = torch.optim.Adam(agent.critic.parameters(), lr=args.value_learning_rate)
     recent_returns = deque(maxlen=10)  # the returns of the last 10 finished episodes
     global_step, start_time, iteration = 0, time.time(), 0
-    envs.action_space.seed(args.seed)
 
     while global_step < args.total_timesteps:
         iteration += 1
@@ -320,20 +295,19 @@ def main(args: Args) -> dict:
             # plain torch: torch.distributions.Categorical(logits=agent.dist_params(torch.as_tensor(obs))).sample()
             action = policy.sample(obs)
             action_steps.append(action)
-            if continuous:  # the Gaussian sample is stored; only the env sees it clipped
+            if not agent.discrete:  # the Gaussian sample is stored; only the env sees it clipped
                 action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
             raw_obs, reward, terminated, truncated, info = envs.step(action)
             done = (terminated | truncated) & playing  # an env whose episode has ended waits for the others
             obs = raw_obs.astype(np.float32)
             reward_steps.append(reward.astype(np.float32))
             global_step += int(playing.sum())
-            for i in np.flatnonzero(done):
-                final_obs[i], truncated_at_end[i] = info["final_obs"][i], not terminated[i]
 
-            # --- episode statistics: undiscounted return ---
+            # --- episode ends: s_T and whether a time limit ended it (for the bootstrap); undiscounted return ---
             episode_returns += reward * playing
             episode_lengths += playing
             for i in np.flatnonzero(done):
+                final_obs[i], truncated_at_end[i] = info["final_obs"][i], not terminated[i]
                 recent_returns.append(episode_returns[i])
                 print(f"global_step={global_step}, episodic_return={episode_returns[i]:.2f}")
                 if args.track:
@@ -343,26 +317,21 @@ def main(args: Args) -> dict:
 
         # Episode i is rows 0..n-1 of column i, n = episode_lengths[i]; flatten the episodes into one batch.
         obs_steps, action_steps, reward_steps = np.stack(obs_steps), np.stack(action_steps), np.stack(reward_steps)
-        b_obs, b_actions = (torch.from_numpy(np.concatenate([x[:n, i] for i, n in enumerate(episode_lengths)]))
-                            for x in (obs_steps, action_steps))
-        b_obs, b_actions = b_obs.to(device), b_actions.to(device)
-        with torch.no_grad():  # V(s_T): the bootstrap of a truncated episode (used by `--baseline value` only)
-            last_values = agent.value(torch.from_numpy(final_obs).to(device)).cpu().numpy()
+        b_obs, b_actions = (torch.as_tensor(np.concatenate([x[:n, i] for i, n in enumerate(episode_lengths)]),
+                                            device=device) for x in (obs_steps, action_steps))
+        last_values = agent.value(torch.as_tensor(final_obs, device=device)).detach().cpu().numpy()  # V(s_T)
 
         # --- weights: total return or reward-to-go, bootstrapped on truncation ---
-        # Without a learned V there is nothing to bootstrap with, and a truncated episode's
-        # last steps look worse than they are; with one, V(s_T) stands in for the cut-off rest.
-        episode_weights = []
-        for i, n in enumerate(episode_lengths):
-            last_value = last_values[i] if args.baseline == "value" and truncated_at_end[i] else 0.0
-            returns_fn = total_return if args.weight == "total" else reward_to_go
-            episode_weights.append(returns_fn(reward_steps[:n, i], args.gamma, last_value))
-        b_weights = torch.from_numpy(np.concatenate(episode_weights).astype(np.float32)).to(device)
+        # Without a learned V, a truncated episode's last steps look worse than they are; with one, V(s_T) fills in.
+        weight_fn = total_return if args.weight == "total" else reward_to_go
+        bootstrap = truncated_at_end & (args.baseline == "value")  # use V(s_T) after a truncation, with a learned V
+        b_weights = np.concatenate([weight_fn(reward_steps[:n, i], args.gamma, last_values[i] if bootstrap[i] else 0.0)
+                                    for i, n in enumerate(episode_lengths)])
+        b_weights = torch.as_tensor(b_weights.astype(np.float32), device=device)
 
         # --- baseline: subtract b(s_t); E[grad log pi(a|s) * b(s)] = 0, so the gradient stays unbiased ---
         if args.baseline == "value":
-            with torch.no_grad():
-                advantages = b_weights - agent.value(b_obs)
+            advantages = b_weights - agent.value(b_obs).detach()
         elif args.baseline == "mean":
             advantages = b_weights - b_weights.mean()
         else:
@@ -405,8 +374,7 @@ def main(args: Args) -> dict:
 
 
 if __name__ == "__main__":
-    cli_args = tyro.cli(Args)
     try:
-        print(json.dumps(main(cli_args)))
+        print(json.dumps(main(tyro.cli(Args))))
     except UsageError as e:
         raise SystemExit(f"{os.path.basename(__file__)}: error: {e}")

@@ -128,7 +128,7 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(num_envs=3, num_steps=5, num_minibatches=4), "must divide into --num-minibatches"),
+        (dict(num_envs=3, num_steps=5, num_minibatches=4), "must divide the batch"),
         (dict(num_envs=0), "--num-envs must be a positive integer"),
         (dict(num_steps=-1), "--num-steps must be a positive integer"),
         (dict(update_epochs=0), "--update-epochs must be a positive integer"),

@@ -306,14 +306,30 @@ def test_the_value_loss_reaches_the_actor_only_through_a_shared_trunk(script, sh
 
 
 @pytest.mark.parametrize("script", GAE_SCRIPTS, ids=lambda m: m.__name__)
-def test_running_mean_std_matches_numpy(script):
-    rng = np.random.default_rng(1)
-    data = rng.normal(3.0, 2.0, size=(300, 4))
-    rms = script.RunningMeanStd(4)
-    for chunk in np.split(data, 6):
-        rms.update(chunk)
-    np.testing.assert_allclose(rms.mean, data.mean(0), rtol=1e-4)
-    np.testing.assert_allclose(rms.var, data.var(0), rtol=1e-3)
+def test_normalizer_matches_statistics_computed_by_hand(script):
+    # Observations: normalized by the mean and variance of every observation seen so far, this step's included.
+    # Rewards: divided by the std of the discounted returns seen so far, a return restarting after its episode ends.
+    rng, gamma = np.random.default_rng(1), 0.9
+    normalizer = script.Normalizer(obs_dim=3, num_envs=2, gamma=gamma, enabled=True)
+    seen_obs, seen_returns, discounted_return = [], [], np.zeros(2)
+    for t in range(60):
+        raw_obs, raw_next_obs = rng.normal(3.0, 2.0, (2, 3)), rng.normal(3.0, 2.0, (2, 3))
+        reward, done = rng.normal(1.0, 1.0, 2), np.array([t % 7 == 6, t % 11 == 10])
+        obs, next_obs, scaled_reward = normalizer.step(raw_obs, raw_next_obs, reward, done)
+        seen_obs.append(raw_obs)
+        discounted_return = gamma * discounted_return + reward
+        seen_returns.append(discounted_return.copy())
+        discounted_return[done] = 0.0
+        if t < 10:  # the statistics start from a prior of mean 0, var 1 with a weight of 1e-4 samples
+            continue
+        mean, var = np.concatenate(seen_obs).mean(0), np.concatenate(seen_obs).var(0)
+        for got, raw in [(obs, raw_obs), (next_obs, raw_next_obs)]:
+            np.testing.assert_allclose(got, np.clip((raw - mean) / np.sqrt(var + 1e-8), -10, 10), rtol=2e-3, atol=2e-3)
+        np.testing.assert_allclose(scaled_reward, reward / np.concatenate(seen_returns).std(), rtol=2e-3)
+    raw_obs = rng.normal(size=(2, 3))
+    off = script.Normalizer(obs_dim=3, num_envs=2, gamma=gamma, enabled=False)  # discrete actions: a float32 cast
+    obs, _, reward = off.step(raw_obs, raw_obs, np.ones(2), np.zeros(2, bool))
+    assert obs.dtype == np.float32 and np.allclose(obs, raw_obs) and np.array_equal(reward, np.ones(2))
 
 
 @pytest.mark.parametrize("script", GAE_SCRIPTS, ids=lambda m: m.__name__)
@@ -339,10 +355,10 @@ def test_log_prob_and_entropy_match_torch_distributions(script):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(env_id="NoSuchEnv-v0"), "unknown env id 'NoSuchEnv-v0'"),
+        (dict(env_id="NoSuchEnv-v0"), "NoSuchEnv-v0: Environment `NoSuchEnv` doesn't exist"),
         (dict(env_id="rlref/MultiDiscreteToy-v0"), "action space"),  # the exact sentences: each script's tests
         (dict(env_id="rlref/DictObsToy-v0"), "needs a flat Box observation space"),
-        (dict(env_id="rlref/NeedsMissingPackageToy-v0"), "needs a package that is not installed: .*pip install fakesim"),
+        (dict(env_id="rlref/NeedsMissingPackageToy-v0"), "NeedsMissingPackageToy-v0: FakeSim is not installed, run `pip install fakesim`"),
         (dict(total_timesteps=0), "--total-timesteps must be a positive integer"),
         (dict(eval_checkpoint="no/such/model.pt"), "not a checkpoint .*FileNotFoundError"),
     ],
@@ -354,11 +370,12 @@ def test_bad_input_gets_a_clear_error(script, kwargs, message, capsys):
 
 
 @pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
-def test_capture_video_without_moviepy_is_refused(script, monkeypatch):
-    real_find_spec = script.importlib.util.find_spec
-    monkeypatch.setattr(script.importlib.util, "find_spec", lambda name: None if name == "moviepy" else real_find_spec(name))
-    with pytest.raises(script.UsageError, match="pip install moviepy"):
+def test_capture_video_without_moviepy_is_refused(script, monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)  # RecordVideo may make its videos/ folder before it looks for moviepy
+    monkeypatch.setitem(sys.modules, "moviepy", None)  # `import moviepy` now raises ImportError
+    with pytest.raises(script.UsageError, match="(?i)moviepy is not installed, run `pip install"):
         script.main(script.Args(capture_video=True))
+    assert "episodic_return" not in capsys.readouterr().out  # refused before any training
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -390,7 +407,7 @@ def cli_errors() -> dict:
 def test_cli_prints_one_line_error_and_help_lists_the_flags(script, cli_errors, capsys, monkeypatch):
     path = script.__name__ + ".py"
     message = ast.literal_eval(cli_errors[path])  # SystemExit(str): Python prints it to stderr as one line and exits with 1
-    assert message.startswith(f"{path}: error: unknown env id 'Nope-v9'; registered ids look like CartPole-v1")
+    assert message.startswith(f"{path}: error: Nope-v9: Environment `Nope` doesn't exist")
     assert "\n" not in message
     monkeypatch.setenv("COLUMNS", "250")  # one line per flag's help
     with pytest.raises(SystemExit):
