@@ -64,16 +64,16 @@ class Args:
     """the capacity of the replay buffer, in transitions"""
     gamma: float = 0.99
     """the discount factor gamma"""
-    tau: float = 1.0
+    tau: float = 0.02
     """the target network update rate: theta_target <- tau*theta + (1 - tau)*theta_target (1.0: hard copy)"""
-    target_network_frequency: int = 200
-    """the number of env steps between target network updates"""
+    target_network_frequency: int = 4
+    """the number of env steps between target network updates (4, with tau 0.02: an average over ~50 updates)"""
     batch_size: int = 128
     """the number of transitions sampled from the replay buffer per gradient step"""
     start_e: float = 1.0
     """the starting epsilon of the epsilon-greedy behaviour policy"""
-    end_e: float = 0.05
-    """the final epsilon of the epsilon-greedy behaviour policy"""
+    end_e: float = 0.01
+    """the final epsilon of the epsilon-greedy behaviour policy (small: late episodes act almost greedily)"""
     exploration_fraction: float = 0.1
     """the fraction of `total-timesteps` over which epsilon goes linearly from start-e to end-e"""
     learning_starts: int = 2_000
