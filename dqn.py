@@ -4,7 +4,7 @@ The off-policy chapter. Instead of a policy, learn Q(s, a) by regressing it on t
 target y = r + gamma * max_a' Q_target(s', a') over transitions drawn from a replay buffer. The data
 comes from a behaviour policy (epsilon-greedy on Q) while the target policy being learned is greedy;
 the max in the target is why that needs no importance ratio. A target network, a copy of Q updated
-slowly, keeps y from chasing Q. (README.md has the MountainCar-v0 command line.)
+slowly, keeps y from chasing Q. (benchmarks/README.md has the MountainCar-v0 command line.)
 
     python dqn.py --env-id CartPole-v1 --no-double-dqn --loss mse
 """
@@ -153,7 +153,7 @@ class QNetwork(nn.Sequential):
 
 
 # --- acting: epsilon-greedy on a numpy copy of Q ---
-# At num_envs rows a call, torch spends most of its time dispatching ops; numpy does not (README: timings).
+# At num_envs rows a call, torch spends most of its time dispatching ops; numpy does not (benchmarks/README.md).
 NUMPY_ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0.0)}
 
 

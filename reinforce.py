@@ -155,7 +155,7 @@ class Agent(nn.Module):
 
 
 # --- acting in the episodes: a numpy copy of the actor ---
-# At num_envs rows a call, torch spends most of its time dispatching ops; numpy does not (README: timings).
+# At num_envs rows a call, torch spends most of its time dispatching ops; numpy does not (benchmarks/README.md).
 NUMPY_ACTIVATIONS = {nn.Tanh: np.tanh, nn.ReLU: lambda x: np.maximum(x, 0.0)}
 
 

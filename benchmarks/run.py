@@ -64,7 +64,7 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
     cmd = [sys.executable, script, "--seed", str(seed)] + passthrough
     recent, last100 = deque(maxlen=10), deque(maxlen=100)
     out = {"seed": seed, "steps_to_threshold": None, "seconds_to_threshold": None, "sps": None, "final_mean": None,
-           "best_mean": None, "final_mean100": None}
+           "best_mean": None, "final_mean100": None, "curve": []}  # curve: (env step, process seconds, return)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -77,6 +77,7 @@ def run_seed(script: str, seed: int, passthrough: list, threshold, stop_at_thres
             break
         m = EPISODE.match(line)
         if m:
+            out["curve"].append((int(m.group(1)), round(time.perf_counter() - start, 3), float(m.group(2))))
             recent.append(float(m.group(2)))
             last100.append(float(m.group(2)))
             if len(recent) == 10:
@@ -139,6 +140,7 @@ def main():
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at a time (>1: seconds are not comparable)")
     parser.add_argument("--label", default="", help="a name for this configuration in the markdown file")
     parser.add_argument("--out", default=None, help="markdown file to write")
+    parser.add_argument("--curves", default=None, help="folder for one CSV per run (step, seconds, return), for plot.py")
     argv = sys.argv[1:]
     passthrough = []
     if "--" in argv:
@@ -169,6 +171,12 @@ def main():
     with ThreadPoolExecutor(opts.jobs) as pool:
         for i, row in pool.map(one_run, order):
             rows[i].append(row)
+            if opts.curves:  # e.g. ppo_CartPole-v1_s1.csv, sb3-a2c_CartPole-v1_s1.csv
+                path, extra = configs[i]
+                name = extra[extra.index("--algo") + 1] if "--algo" in extra else os.path.basename(path)[:-3]
+                os.makedirs(opts.curves, exist_ok=True)
+                with open(os.path.join(opts.curves, f"{name}_{script_args.env_id}_s{row['seed']}.csv"), "w") as f:
+                    f.write("step,seconds,return\n" + "".join(f"{a},{b},{c}\n" for a, b, c in row["curve"]))
 
     def median(config_rows, key):
         values = [r.get(key) for r in config_rows if r.get(key) is not None]

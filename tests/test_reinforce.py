@@ -44,6 +44,22 @@ def test_policy_gradient_loss_on_a_two_step_batch_by_hand():
     assert reinforce.policy_gradient_loss(logprobs, weights).item() == pytest.approx(1.242453, abs=1e-6)
 
 
+def test_a_baseline_leaves_the_expected_policy_gradient_unchanged():
+    # E_a~pi[ grad log pi(a) * b ] = b * grad sum_a pi(a) = 0: the exact expectation over a 3-action softmax
+    logits = torch.tensor([0.3, -1.0, 0.8], requires_grad=True)
+    weights = torch.tensor([1.0, 4.0, -2.0])  # the weight (e.g. reward-to-go) that each action would get
+
+    def expected_gradient(baseline: float) -> torch.Tensor:
+        pi = logits.softmax(-1).detach()
+        logp = logits.log_softmax(-1)
+        loss = sum(pi[a] * reinforce.policy_gradient_loss(logp[a:a + 1], weights[a:a + 1] - baseline) for a in range(3))
+        return torch.autograd.grad(loss, logits)[0]
+
+    torch.testing.assert_close(expected_gradient(0.0), expected_gradient(5.0))
+    torch.testing.assert_close(expected_gradient(0.0), expected_gradient(-3.0))
+    assert expected_gradient(0.0).abs().sum() > 0.5  # the gradient itself is not zero
+
+
 def test_policy_gradient_loss_gradient_on_the_logits_by_hand():
     # d/dlogits of -w*log softmax(logits)[a] = -w*(onehot(a) - pi); for one step, pi = (1/4, 3/4), a = 0, w = 2
     logits = torch.tensor([[0.0, np.log(3.0)]], requires_grad=True)
