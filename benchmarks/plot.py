@@ -1,15 +1,19 @@
 """Learning curves from the CSVs that `benchmarks/run.py --curves DIR` writes (one per script or peer, task and seed):
 per task, one PNG with two panels, the mean of the last 10 training returns against env steps (left) and against
 whole-process seconds (right); per script or peer, the median over seeds as a line and the min-max over seeds as a
-band. A seed counts from its first 10 episodes on.
+band. A seed counts from its first 10 episodes on. With --rlhf-json, it also redraws the RLHF frontier
+(rlhf_frontier.png, by rlhf_frontier.py from the saved runs), so one command makes every figure of the README:
 
-    python benchmarks/plot.py benchmarks/results/curves --out benchmarks/results
+    python benchmarks/plot.py benchmarks/results/curves --out benchmarks/results \
+        --rlhf-json benchmarks/results/rlhf_default.json benchmarks/results/rlhf_betas.json
 """
 
 import argparse
 import glob
 import os
 import re
+import subprocess
+import sys
 from collections import defaultdict
 
 import matplotlib
@@ -43,7 +47,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("curves", help="the folder given to run.py --curves")
     parser.add_argument("--out", default="benchmarks/results", help="folder for curves_<env>.png")
+    parser.add_argument("--rlhf-json", nargs="+", help="saved RLHF runs (rlhf_frontier.py's JSON) to redraw the frontier")
     args = parser.parse_args()
+    if args.rlhf_json:  # the frontier of the README: seeds 1-3, betas 0.03, 0.1, 0.3
+        frontier = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rlhf_frontier.py")
+        subprocess.run([sys.executable, frontier, "--from-json", *args.rlhf_json, "--seeds", "1", "2", "3",
+                        "--label", "frontier", "--out-dir", args.out], check=True)
     runs = defaultdict(lambda: defaultdict(list))  # env -> name -> [csv paths]
     for path in sorted(glob.glob(os.path.join(args.curves, "*.csv"))):
         m = NAME.match(os.path.basename(path))
