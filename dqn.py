@@ -6,7 +6,7 @@ comes from a behaviour policy (epsilon-greedy on Q) while the target policy bein
 the max in the target is why that needs no importance ratio. A target network, a copy of Q updated
 slowly, keeps y from chasing Q. (benchmarks/README.md has the MountainCar-v0 command line.)
 
-    python dqn.py --env-id CartPole-v1 --no-double-dqn --loss mse
+    python dqn.py --env-id CartPole-v1 --no-double-dqn --loss huber  # as in Mnih et al.: no Double DQN, clipped error
 """
 
 import json
@@ -52,8 +52,8 @@ class Args:
 
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
-    total_timesteps: int = 50_000
-    """total environment steps of the experiment"""
+    total_timesteps: int = 70_000
+    """total environment steps of the experiment (70k: with `mse`, a few seeds reach 475 only after 50k)"""
     learning_rate: float = 2e-3
     """the learning rate of the Adam optimizer"""
     anneal_lr: bool = True
@@ -84,8 +84,8 @@ class Args:
     """the number of gradient steps in each training round (SB3's `gradient_steps`)"""
     double_dqn: bool = True
     """if toggled, Double DQN: the online network picks argmax_a' Q(s', a'), the target network evaluates it"""
-    loss: Literal["huber", "mse"] = "huber"
-    """the regression loss on the TD error: `huber` (smooth L1) or `mse`"""
+    loss: Literal["huber", "mse"] = "mse"
+    """the regression loss on the TD error: `mse` (keeps a solved CartPole in more seeds) or `huber` (smooth L1)"""
     max_grad_norm: float = 10.0
     """the maximum norm for gradient clipping"""
 

@@ -91,7 +91,10 @@ def test_numpy_q_matches_the_torch_network():
 # --- it learns, and round-trips through save/evaluate ---
 def test_cartpole_learns_and_the_greedy_policy_holds_up(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    result = dqn.main(dqn.Args(seed=2, save_model=True, eval_episodes=3, total_timesteps=35_000, learning_starts=1000))
+    # Huber learns CartPole in fewer steps, which keeps this test short; the default MSE needs ~40k steps
+    # to reach 475 (and then holds it: benchmarks/README.md), too long for a test.
+    args = dqn.Args(seed=2, save_model=True, eval_episodes=3, total_timesteps=35_000, learning_starts=1000, loss="huber")
+    result = dqn.main(args)
     returns = [float(r) for r in re.findall(r"^global_step=\d+, episodic_return=([-0-9.]+)$", capsys.readouterr().out, re.M)]
     assert max(np.mean(returns[i - 10 : i]) for i in range(10, len(returns))) >= 475  # random play: about 20
     assert result["eval_mean_return"] >= 450  # the final greedy policy, after the learning rate has annealed
