@@ -6,7 +6,7 @@ comes from a behaviour policy (epsilon-greedy on Q) while the target policy bein
 the max in the target is why that needs no importance ratio. A target network, a copy of Q updated
 slowly, keeps y from chasing Q. (benchmarks/README.md has the MountainCar-v0 command line.)
 
-    python dqn.py --env-id CartPole-v1 --no-double-dqn --loss huber  # as in Mnih et al.: no Double DQN, clipped error
+    python dqn.py --env-id CartPole-v1 --no-double-dqn --loss huber  # nearer Mnih et al.: no Double DQN, clipped error
 """
 
 import json
