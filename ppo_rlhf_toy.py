@@ -144,35 +144,85 @@ class UsageError(ValueError):
 
 def check_args(args: Args):
     """Refuse settings that cannot work, each with one line that says what to do."""
-    for name in ["prompt_len", "max_response_len", "d_model", "n_layer", "n_head", "sft_steps", "sft_batch_size",
-                 "rm_num_pairs", "rm_epochs", "rm_batch_size", "lora_rank", "num_updates", "batch_size",
-                 "num_minibatches", "ppo_epochs", "eval_every", "eval_prompts", "kl_horizon", "num_generations"]:
-        minimum = 2 if name == "eval_prompts" else 1  # the gain is in units of the SFT samples' gold std
+    for name in [
+        "prompt_len",
+        "max_response_len",
+        "d_model",
+        "n_layer",
+        "n_head",
+        "sft_steps",
+        "sft_batch_size",
+        "rm_num_pairs",
+        "rm_epochs",
+        "rm_batch_size",
+        "lora_rank",
+        "num_updates",
+        "batch_size",
+        "num_minibatches",
+        "ppo_epochs",
+        "eval_every",
+        "eval_prompts",
+        "kl_horizon",
+        "num_generations",
+    ]:
+        minimum = (
+            2 if name == "eval_prompts" else 1
+        )  # the gain is in units of the SFT samples' gold std
         if getattr(args, name) < minimum:
-            raise UsageError(f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}")
+            raise UsageError(
+                f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}"
+            )
     if args.d_model % args.n_head:
-        raise UsageError(f"--d-model ({args.d_model}) must be divisible by --n-head ({args.n_head})")
+        raise UsageError(
+            f"--d-model ({args.d_model}) must be divisible by --n-head ({args.n_head})"
+        )
     for name in ["num_minibatches", "num_generations"]:
         if args.batch_size % getattr(args, name):
-            raise UsageError(f"--batch-size ({args.batch_size}) must be divisible by --{name.replace('_', '-')} "
-                             f"({getattr(args, name)})")
-    for name in ["temperature", "rm_label_temperature"] + ["kl_target"] * (args.kl_target is not None):
+            raise UsageError(
+                f"--batch-size ({args.batch_size}) must be divisible by --{name.replace('_', '-')} "
+                f"({getattr(args, name)})"
+            )
+    for name in ["temperature", "rm_label_temperature"] + ["kl_target"] * (
+        args.kl_target is not None
+    ):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     for name in ["beta", "best_of_n"]:
         if getattr(args, name) < 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be >= 0 (0: none), got {getattr(args, name)}")
+            raise UsageError(
+                f"--{name.replace('_', '-')} must be >= 0 (0: none), got {getattr(args, name)}"
+            )
     if args.kl_target is not None and args.beta == 0:
-        raise UsageError("--kl-target needs --beta > 0 to start from: the controller multiplies beta, so 0 stays 0")
+        raise UsageError(
+            "--kl-target needs --beta > 0 to start from: the controller multiplies beta, so 0 stays 0"
+        )
     if args.advantage != "gae" and args.num_generations < 2:
-        raise UsageError(f"--advantage {args.advantage} needs --num-generations >= 2 (its baseline is the prompt's "
-                         "other responses)")
+        raise UsageError(
+            f"--advantage {args.advantage} needs --num-generations >= 2 (its baseline is the prompt's "
+            "other responses)"
+        )
 
 
 # --- the toy language: a hidden bigram chain, and a hidden gold scorer that plays the human ---
 PAD, BOS, SEP, EOS = 0, 1, 2, 3
-WORDS = ["sun", "rain", "cat", "dog", "tree", "sea", "red", "blue",
-         "happy", "sad", "run", "sleep", "big", "small", "good", "bad"]
+WORDS = [
+    "sun",
+    "rain",
+    "cat",
+    "dog",
+    "tree",
+    "sea",
+    "red",
+    "blue",
+    "happy",
+    "sad",
+    "run",
+    "sleep",
+    "big",
+    "small",
+    "good",
+    "bad",
+]
 VOCAB = ["<pad>", "<bos>", "<sep>", "<eos>"] + WORDS  # token t >= 4 is WORDS[t - 4]
 
 
@@ -195,7 +245,9 @@ class ToyLanguage:
         for w in range(n):
             successors = rng.choice(n, 4, replace=False)
             self.bigram[w, successors] = rng.dirichlet(np.ones(4))
-        self.log_bigram = np.log(self.bigram + 1e-3)  # smoothed: an impossible bigram costs about log(1e-3)
+        self.log_bigram = np.log(
+            self.bigram + 1e-3
+        )  # smoothed: an impossible bigram costs about log(1e-3)
 
     def sample(self, rng: np.random.Generator, n: int, prompt_len: int, max_response_len: int):
         """n prompts (n, prompt_len) and the true language's responses to them (n, max_response_len)."""
@@ -218,10 +270,16 @@ class ToyLanguage:
         scores = np.zeros(len(prompts))
         for j, (prompt, response) in enumerate(zip(prompts, responses)):
             has_eos = EOS in response
-            words = [t - 4 for t in response[: list(response).index(EOS) if has_eos else len(response)]]
+            words = [
+                t - 4 for t in response[: list(response).index(EOS) if has_eos else len(response)]
+            ]
             valence = self.valence[list(set(words))].mean() if words else -1.0
             chain = [prompt[-1] - 4] + words
-            fluency = np.mean([self.log_bigram[a, b] for a, b in zip(chain[:-1], chain[1:])]) if words else 0.0
+            fluency = (
+                np.mean([self.log_bigram[a, b] for a, b in zip(chain[:-1], chain[1:])])
+                if words
+                else 0.0
+            )
             scores[j] = valence + 0.5 * fluency - 2.0 * (not has_eos)
         return scores
 
@@ -241,8 +299,10 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-                   for z in self.qkv(self.ln1(x)).split(C, -1))
+        q, k, v = (
+            z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            for z in self.qkv(self.ln1(x)).split(C, -1)
+        )
         if cache is not None:  # KV cache: prepend the keys and values of the positions already seen
             if "k" in cache:
                 k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
@@ -257,14 +317,21 @@ class Block(nn.Module):
 class TinyLM(nn.Module):
     def __init__(self, vocab_size: int, max_len: int, d_model: int, n_layer: int, n_head: int):
         super().__init__()
-        self.tok_emb, self.pos_emb = nn.Embedding(vocab_size, d_model), nn.Embedding(max_len, d_model)
+        self.tok_emb, self.pos_emb = (
+            nn.Embedding(vocab_size, d_model),
+            nn.Embedding(max_len, d_model),
+        )
         self.blocks = nn.ModuleList(Block(d_model, n_head) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab_size)
 
-    def hidden(self, tokens: torch.Tensor, caches: Optional[list] = None, start: int = 0) -> torch.Tensor:
+    def hidden(
+        self, tokens: torch.Tensor, caches: Optional[list] = None, start: int = 0
+    ) -> torch.Tensor:
         """The last layer's features (B, T, d_model) of tokens at positions start..start+T-1."""
-        x = self.tok_emb(tokens) + self.pos_emb(torch.arange(start, start + tokens.shape[1], device=tokens.device))
+        x = self.tok_emb(tokens) + self.pos_emb(
+            torch.arange(start, start + tokens.shape[1], device=tokens.device)
+        )
         for i, block in enumerate(self.blocks):
             x = block(x, None if caches is None else caches[i])
         return self.ln_f(x)
@@ -292,7 +359,9 @@ class LoRALinear(nn.Module):
     def __init__(self, base: nn.Linear, rank: int, alpha: float):
         super().__init__()
         self.base = base.requires_grad_(False)
-        self.lora_A = nn.Parameter(torch.randn(rank, base.in_features) / math.sqrt(base.in_features))
+        self.lora_A = nn.Parameter(
+            torch.randn(rank, base.in_features) / math.sqrt(base.in_features)
+        )
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
         self.scale, self.enabled = alpha / rank, True
 
@@ -339,8 +408,13 @@ def response_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tens
 
 
 @torch.no_grad()
-def generate(lm: TinyLM, prompt_part: torch.Tensor, max_response_len: int, temperature: float,
-             generator: torch.Generator) -> torch.Tensor:
+def generate(
+    lm: TinyLM,
+    prompt_part: torch.Tensor,
+    max_response_len: int,
+    temperature: float,
+    generator: torch.Generator,
+) -> torch.Tensor:
     """Sample responses (B, max_response_len) from response_log_softmax, with PAD after EOS."""
     caches = [{} for _ in lm.blocks]
     h = lm.hidden(prompt_part, caches)[:, -1]
@@ -393,7 +467,9 @@ def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) 
     return whitened if shift_mean else whitened + masked_mean(x, mask)
 
 
-def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str) -> torch.Tensor:
+def kl_per_token(
+    logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str
+) -> torch.Tensor:
     """Estimates of KL(pi || pi_ref) from tokens sampled from pi, one per token.
     k1 = log pi - log pi_ref (unbiased; a single one can be negative). As a reward, its expected policy
          gradient E[k1 grad log pi] is exactly grad KL.
@@ -403,7 +479,9 @@ def kl_per_token(logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: 
     return log_ratio if estimator == "k1" else torch.expm1(-log_ratio) + log_ratio
 
 
-def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
+def token_rewards(
+    scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float
+) -> torch.Tensor:
     """r_t = -beta * KL_t on every response token, plus the score at the last token itself (the EOS),
     not one past it; so sum_t r_t = score - beta * sum_t KL_t."""
     rewards = -beta * kl * mask
@@ -411,7 +489,9 @@ def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, be
     return rewards
 
 
-def token_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
+def token_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+):
     """A_t = sum_l (gamma*lam)^l delta_{t+l},  delta_t = r_t + gamma*V_{t+1} - V_t,  V = 0 after the last token.
     Returns the advantages and the value targets A_t + V_t, both zero on padding."""
     values = values * mask
@@ -431,7 +511,10 @@ def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cliprange: float):
     Also returns the clip fraction, approx KL 0.5*E[(log ratio)^2] and the mean ratio."""
     log_ratio = logprobs - old_logprobs
     ratio = log_ratio.exp()
-    unclipped, clipped = -advantages * ratio, -advantages * ratio.clamp(1 - cliprange, 1 + cliprange)
+    unclipped, clipped = (
+        -advantages * ratio,
+        -advantages * ratio.clamp(1 - cliprange, 1 + cliprange),
+    )
     loss = masked_mean(torch.max(unclipped, clipped), mask)
     clipfrac = masked_mean((clipped > unclipped).float(), mask)
     return loss, clipfrac, 0.5 * masked_mean(log_ratio**2, mask), masked_mean(ratio, mask)
@@ -448,7 +531,9 @@ def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tenso
     return -F.logsigmoid(chosen_scores - rejected_scores).mean()
 
 
-def adaptive_beta(beta: float, kl: float, kl_target: float, n_responses: int, horizon: int) -> float:
+def adaptive_beta(
+    beta: float, kl: float, kl_target: float, n_responses: int, horizon: int
+) -> float:
     """Ziegler et al. 2019: beta <- beta * (1 + clip((KL - target) / target, -0.2, 0.2) * n / horizon)"""
     error = min(max((kl - kl_target) / kl_target, -0.2), 0.2)
     return beta * (1 + error * n_responses / horizon)
@@ -465,8 +550,14 @@ def group_advantages(scores: torch.Tensor, k: int, method: str) -> torch.Tensor:
 
 
 # --- the RL stage: forward passes, rollout, advantages, update ---
-def policy_and_value(policy: TinyLM, value_model: Optional[ScalarModel], tokens: torch.Tensor,
-                     responses: torch.Tensor, prompt_size: int, temperature: float):
+def policy_and_value(
+    policy: TinyLM,
+    value_model: Optional[ScalarModel],
+    tokens: torch.Tensor,
+    responses: torch.Tensor,
+    prompt_size: int,
+    temperature: float,
+):
     """log pi(y_t), entropy and V(x, y_<t) at each response position (V is None without a value model).
     The features at position prompt_size - 1 + t predict y_t; V is read at the same positions."""
     h = policy.hidden(tokens)[:, prompt_size - 1 : -1]
@@ -478,11 +569,18 @@ def policy_and_value(policy: TinyLM, value_model: Optional[ScalarModel], tokens:
     return logprobs, entropy, value_model.head(h).squeeze(-1)
 
 
-def score(reward_model: ScalarModel, tokens: torch.Tensor, prompt_size: int, missing_eos_penalty: float = 0.0):
+def score(
+    reward_model: ScalarModel,
+    tokens: torch.Tensor,
+    prompt_size: int,
+    missing_eos_penalty: float = 0.0,
+):
     """The reward model's score, read at each response's last token (its EOS), minus the penalty if it has no EOS
     (PPO's rollout and the evaluation pass --missing-eos-penalty; the reward model learns without it)."""
     responses = tokens[:, prompt_size:]
-    scores = reward_model(tokens)[torch.arange(len(tokens)), prompt_size + last_index(response_mask(responses))]
+    scores = reward_model(tokens)[
+        torch.arange(len(tokens)), prompt_size + last_index(response_mask(responses))
+    ]
     return scores - missing_eos_penalty * (responses != EOS).all(1)
 
 
@@ -494,30 +592,57 @@ def with_prompt(prompts: torch.Tensor) -> torch.Tensor:
 
 def word_bigrams(tokens: torch.Tensor, prompt_size: int) -> list:
     """The word bigrams of each sequence's response, its first word paired with the prompt's last word."""
-    words = [[row[prompt_size - 2]] + [t for t in row[prompt_size:] if t > EOS] for row in tokens.tolist()]
+    words = [
+        [row[prompt_size - 2]] + [t for t in row[prompt_size:] if t > EOS]
+        for row in tokens.tolist()
+    ]
     return [list(zip(w[:-1], w[1:])) for w in words]
 
 
 @torch.no_grad()
-def rollout(policy: TinyLM, value_model: Optional[ScalarModel], reward_model: ScalarModel, prompts: torch.Tensor,
-            args: Args, beta: float, generator: torch.Generator) -> dict:
+def rollout(
+    policy: TinyLM,
+    value_model: Optional[ScalarModel],
+    reward_model: ScalarModel,
+    prompts: torch.Tensor,
+    args: Args,
+    beta: float,
+    generator: torch.Generator,
+) -> dict:
     """Sample K responses per prompt (adjacent rows), score them, and take all the loss needs from the old policy."""
-    prompt_part, prompt_size = with_prompt(prompts.repeat_interleave(args.num_generations, 0)), prompts.shape[1] + 2
+    prompt_part, prompt_size = (
+        with_prompt(prompts.repeat_interleave(args.num_generations, 0)),
+        prompts.shape[1] + 2,
+    )
     responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
     tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
     # in minibatch-sized chunks: the update's shapes, so its first minibatch's ratio is exactly 1
     # (matrix products of another batch size round differently)
-    chunks = [policy_and_value(policy, value_model, tokens[c], responses[c], prompt_size, args.temperature)
-              for c in torch.arange(len(tokens)).split(args.batch_size // args.num_minibatches)]
+    chunks = [
+        policy_and_value(
+            policy, value_model, tokens[c], responses[c], prompt_size, args.temperature
+        )
+        for c in torch.arange(len(tokens)).split(args.batch_size // args.num_minibatches)
+    ]
     old_logprobs = torch.cat([c[0] for c in chunks])
     old_values = None if value_model is None else torch.cat([c[2] for c in chunks])
     with adapters_off(policy):
-        ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
+        ref_logprobs, _ = response_logprobs(
+            policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature
+        )
     scores = score(reward_model, tokens, prompt_size, args.missing_eos_penalty)
     kl = kl_per_token(old_logprobs, ref_logprobs, args.kl_estimator) * mask
-    return {"tokens": tokens, "responses": responses, "mask": mask, "old_logprobs": old_logprobs,
-            "old_values": old_values, "scores": scores, "kl": kl, "rewards": token_rewards(scores, kl, mask, beta),
-            "kl_rewards": -beta * kl}
+    return {
+        "tokens": tokens,
+        "responses": responses,
+        "mask": mask,
+        "old_logprobs": old_logprobs,
+        "old_values": old_values,
+        "scores": scores,
+        "kl": kl,
+        "rewards": token_rewards(scores, kl, mask, beta),
+        "kl_rewards": -beta * kl,
+    }
 
 
 def compute_advantages(batch: dict, args: Args):
@@ -526,55 +651,108 @@ def compute_advantages(batch: dict, args: Args):
     if args.whiten_rewards:
         rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
     if args.advantage == "gae":  # token GAE on the value model's V, whitened over the batch
-        advantages, returns = token_gae(rewards, batch["old_values"], mask, args.gamma, args.gae_lambda)
+        advantages, returns = token_gae(
+            rewards, batch["old_values"], mask, args.gamma, args.gae_lambda
+        )
         return masked_whiten(advantages, mask) * mask, returns
     # rloo, grpo: the score's advantage over the group's baseline on every token, and the KL penalty as a
     # per-token reward from t on: A_t = A_i - beta * sum_{t' >= t} KL_t' (GAE with V = 0 and lambda = 1)
     kl_to_go, _ = token_gae(batch["kl_rewards"], torch.zeros_like(rewards), mask, args.gamma, 1.0)
-    return (group_advantages(batch["scores"], args.num_generations, args.advantage)[:, None] + kl_to_go) * mask, None
+    return (
+        group_advantages(batch["scores"], args.num_generations, args.advantage)[:, None] + kl_to_go
+    ) * mask, None
 
 
-def ppo_update(policy: TinyLM, value_model: Optional[ScalarModel], optimizer: torch.optim.Optimizer, params: list,
-               batch: dict, advantages: torch.Tensor, returns: Optional[torch.Tensor], args: Args,
-               generator: torch.Generator) -> dict:
+def ppo_update(
+    policy: TinyLM,
+    value_model: Optional[ScalarModel],
+    optimizer: torch.optim.Optimizer,
+    params: list,
+    batch: dict,
+    advantages: torch.Tensor,
+    returns: Optional[torch.Tensor],
+    args: Args,
+    generator: torch.Generator,
+) -> dict:
     """PPO epochs over the batch: the clipped policy loss, plus the clipped value loss when there is a value model."""
     stats, prompt_size = [], args.prompt_len + 2
     for epoch in range(args.ppo_epochs):
-        for idx in torch.randperm(args.batch_size, generator=generator).split(args.batch_size // args.num_minibatches):
+        for idx in torch.randperm(args.batch_size, generator=generator).split(
+            args.batch_size // args.num_minibatches
+        ):
             mask = batch["mask"][idx]
-            logprobs, entropy, values = policy_and_value(policy, value_model, batch["tokens"][idx],
-                                                         batch["responses"][idx], prompt_size, args.temperature)
-            pg_loss, clipfrac, approxkl, ratio = ppo_clip_loss(logprobs, batch["old_logprobs"][idx], advantages[idx],
-                                                               mask, args.cliprange)
+            logprobs, entropy, values = policy_and_value(
+                policy,
+                value_model,
+                batch["tokens"][idx],
+                batch["responses"][idx],
+                prompt_size,
+                args.temperature,
+            )
+            pg_loss, clipfrac, approxkl, ratio = ppo_clip_loss(
+                logprobs, batch["old_logprobs"][idx], advantages[idx], mask, args.cliprange
+            )
             vf_loss = torch.zeros(())
             if value_model is not None:
-                vf_loss = clipped_value_loss(values, batch["old_values"][idx], returns[idx], mask, args.cliprange_value)
+                vf_loss = clipped_value_loss(
+                    values, batch["old_values"][idx], returns[idx], mask, args.cliprange_value
+                )
             loss = pg_loss + args.vf_coef * vf_loss
             optimizer.zero_grad()
             loss.backward()
             nn.utils.clip_grad_norm_(params, args.max_grad_norm)
             optimizer.step()
-            stats.append([pg_loss.item(), vf_loss.item(), clipfrac.item(), approxkl.item(), ratio.item(),
-                          masked_mean(entropy, mask).item()])
-    names = ["loss/policy_avg", "loss/value_avg", "policy/clipfrac_avg", "policy/approxkl_avg", "val/ratio",
-             "policy/entropy_avg"]  # TRL's names; policy/entropy_avg is the exact per-token entropy
-    return {name: float(v) for name, v in zip(names, np.mean(stats, 0)) if value_model or name != "loss/value_avg"}
+            stats.append(
+                [
+                    pg_loss.item(),
+                    vf_loss.item(),
+                    clipfrac.item(),
+                    approxkl.item(),
+                    ratio.item(),
+                    masked_mean(entropy, mask).item(),
+                ]
+            )
+    names = [
+        "loss/policy_avg",
+        "loss/value_avg",
+        "policy/clipfrac_avg",
+        "policy/approxkl_avg",
+        "val/ratio",
+        "policy/entropy_avg",
+    ]  # TRL's names; policy/entropy_avg is the exact per-token entropy
+    return {
+        name: float(v)
+        for name, v in zip(names, np.mean(stats, 0))
+        if value_model or name != "loss/value_avg"
+    }
 
 
 # --- evaluation on held-out prompts, and the best-of-n frontier, each with its own generator ---
 @torch.no_grad()
-def evaluate(policy: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor, args: Args,
-             seen_bigrams: set) -> dict:
+def evaluate(
+    policy: TinyLM,
+    reward_model: ScalarModel,
+    language: ToyLanguage,
+    prompts: torch.Tensor,
+    args: Args,
+    seen_bigrams: set,
+) -> dict:
     """Sample one response per held-out prompt, with the same sampling noise at every evaluation, and measure it:
     gold, proxy, KL to the reference, length, and two signs of hacking: the share of response bigrams the reward
     model never saw in its training pairs, and the share of prompts that get the most common response."""
-    generator = torch.Generator().manual_seed(args.seed + 10_007)  # not training's: evaluating never moves it
+    generator = torch.Generator().manual_seed(
+        args.seed + 10_007
+    )  # not training's: evaluating never moves it
     prompt_part, prompt_size = with_prompt(prompts), prompts.shape[1] + 2
     responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
     tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
-    logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
+    logprobs, _ = response_logprobs(
+        policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature
+    )
     with adapters_off(policy):
-        ref_logprobs, _ = response_logprobs(policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature)
+        ref_logprobs, _ = response_logprobs(
+            policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature
+        )
     gold = language.gold_score(prompts.numpy(), responses.numpy())
     words = [[t for t in r.tolist() if t > EOS] for r in responses]
     bigrams = [b for seq in word_bigrams(tokens, prompt_size) for b in seq]
@@ -582,20 +760,30 @@ def evaluate(policy: TinyLM, reward_model: ScalarModel, language: ToyLanguage, p
     return {
         "gold_score": float(gold.mean()),
         "gold_std": float(gold.std()),
-        "proxy_score": float(score(reward_model, tokens, prompt_size, args.missing_eos_penalty).mean()),
-        "kl": float(((logprobs - ref_logprobs) * mask).sum(1).mean()),  # sequence-level KL(pi || pi_ref), k1
+        "proxy_score": float(
+            score(reward_model, tokens, prompt_size, args.missing_eos_penalty).mean()
+        ),
+        "kl": float(
+            ((logprobs - ref_logprobs) * mask).sum(1).mean()
+        ),  # sequence-level KL(pi || pi_ref), k1
         "length": float(mask.sum(1).mean()),
         "eos_rate": float((responses == EOS).any(1).float().mean()),
         "distinct_ratio": float(np.mean([len(set(w)) / len(w) for w in words if w] or [0.0])),
-        "unseen_bigrams": float(np.mean([b not in seen_bigrams for b in bigrams])) if bigrams else 0.0,
+        "unseen_bigrams": float(np.mean([b not in seen_bigrams for b in bigrams]))
+        if bigrams
+        else 0.0,
         "top_response_share": texts.most_common(1)[0][1] / len(prompts),
-        "samples": [f"{to_text(p)} | {to_text(r)}" for p, r in zip(prompts[:3].tolist(), responses[:3].tolist())],
+        "samples": [
+            f"{to_text(p)} | {to_text(r)}"
+            for p, r in zip(prompts[:3].tolist(), responses[:3].tolist())
+        ],
     }
 
 
 @torch.no_grad()
-def best_of_n(sft: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor,
-              args: Args) -> list:
+def best_of_n(
+    sft: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor, args: Args
+) -> list:
     """Best-of-n from the SFT policy (Gao et al. 2022): n samples per held-out prompt, keep the one the proxy
     scores highest. Its KL to the SFT policy is analytic: KL = log n - (n - 1) / n."""
     generator = torch.Generator().manual_seed(args.seed + 10_008)
@@ -608,31 +796,61 @@ def best_of_n(sft: TinyLM, reward_model: ScalarModel, language: ToyLanguage, pro
         proxy.append(score(reward_model, tokens, prompt_part.shape[1], args.missing_eos_penalty))
         gold.append(torch.from_numpy(language.gold_score(prompts.numpy(), responses.numpy())))
     proxy, gold = torch.stack(proxy, 1), torch.stack(gold, 1)  # (prompts, n_max)
-    best = {n: proxy[:, :n].argmax(1, keepdim=True) for n in [2**i for i in range(int(math.log2(n_max)) + 1)]}
-    return [{"n": n, "gold": float(gold.gather(1, b).mean()), "proxy": float(proxy.gather(1, b).mean()),
-             "kl": math.log(n) - (n - 1) / n} for n, b in best.items()]
+    best = {
+        n: proxy[:, :n].argmax(1, keepdim=True)
+        for n in [2**i for i in range(int(math.log2(n_max)) + 1)]
+    }
+    return [
+        {
+            "n": n,
+            "gold": float(gold.gather(1, b).mean()),
+            "proxy": float(proxy.gather(1, b).mean()),
+            "kl": math.log(n) - (n - 1) / n,
+        }
+        for n, b in best.items()
+    ]
 
 
 # --- the three stages ---
 def train_sft(args: Args, language: ToyLanguage, rng: np.random.Generator, start_time: float):
     """Stage 1: SFT on the true language: next-token cross-entropy (PAD not predicted), lr decayed linearly to 0."""
-    sft = TinyLM(len(VOCAB), args.prompt_len + 2 + args.max_response_len, args.d_model, args.n_layer, args.n_head)
+    sft = TinyLM(
+        len(VOCAB),
+        args.prompt_len + 2 + args.max_response_len,
+        args.d_model,
+        args.n_layer,
+        args.n_head,
+    )
     optimizer = torch.optim.Adam(sft.parameters(), lr=args.sft_learning_rate)
     for step in range(args.sft_steps):
-        prompts, responses = language.sample(rng, args.sft_batch_size, args.prompt_len, args.max_response_len)
+        prompts, responses = language.sample(
+            rng, args.sft_batch_size, args.prompt_len, args.max_response_len
+        )
         tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1)
-        optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)  # linear decay to 0
-        sft_loss = F.cross_entropy(sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD)
+        optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (
+            1 - step / args.sft_steps
+        )  # linear decay to 0
+        sft_loss = F.cross_entropy(
+            sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD
+        )
         optimizer.zero_grad()
         sft_loss.backward()
         optimizer.step()
         if step % 200 == 0 or step == args.sft_steps - 1:
-            print(f"sft_step={step}, sft_loss={sft_loss.item():.4f}, seconds={time.time() - start_time:.1f}")
+            print(
+                f"sft_step={step}, sft_loss={sft_loss.item():.4f}, seconds={time.time() - start_time:.1f}"
+            )
     return sft.requires_grad_(False), sft_loss.item()
 
 
-def preference_pairs(sft: TinyLM, language: ToyLanguage, prompts: torch.Tensor, args: Args,
-                     rng: np.random.Generator, generator: torch.Generator):
+def preference_pairs(
+    sft: TinyLM,
+    language: ToyLanguage,
+    prompts: torch.Tensor,
+    args: Args,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+):
     """Two SFT responses per prompt and the rater's choice: P(a > b) = sigmoid((gold(a) - gold(b)) / tau).
     Returns the chosen and the rejected sequences and the gold margin, gold(chosen) - gold(rejected)."""
     prompt_part = with_prompt(prompts)
@@ -645,18 +863,33 @@ def preference_pairs(sft: TinyLM, language: ToyLanguage, prompts: torch.Tensor, 
     return torch.cat([prompt_part, chosen], 1), torch.cat([prompt_part, rejected], 1), gold_margin
 
 
-def train_reward_model(sft: TinyLM, args: Args, language: ToyLanguage, new_prompts, rng: np.random.Generator,
-                       generator: torch.Generator, start_time: float):
+def train_reward_model(
+    sft: TinyLM,
+    args: Args,
+    language: ToyLanguage,
+    new_prompts,
+    rng: np.random.Generator,
+    generator: torch.Generator,
+    start_time: float,
+):
     """Stage 2: a Bradley-Terry reward model (SFT + LoRA + a scalar head) on rater-labelled pairs of SFT samples.
     Returns it normalized (SFT samples score mean 0, std 1), its held-out accuracy and the bigrams it saw."""
     prompt_size = args.prompt_len + 2
-    reward_model = ScalarModel(add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model)
-    chosen, rejected, _ = preference_pairs(sft, language, new_prompts(args.rm_num_pairs), args, rng, generator)
-    optimizer = torch.optim.Adam([p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate)
+    reward_model = ScalarModel(
+        add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model
+    )
+    chosen, rejected, _ = preference_pairs(
+        sft, language, new_prompts(args.rm_num_pairs), args, rng, generator
+    )
+    optimizer = torch.optim.Adam(
+        [p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate
+    )
     for epoch in range(args.rm_epochs):
         for idx in torch.randperm(args.rm_num_pairs, generator=generator).split(args.rm_batch_size):
-            rm_loss = bradley_terry_loss(score(reward_model, chosen[idx], prompt_size),
-                                         score(reward_model, rejected[idx], prompt_size))
+            rm_loss = bradley_terry_loss(
+                score(reward_model, chosen[idx], prompt_size),
+                score(reward_model, rejected[idx], prompt_size),
+            )
             optimizer.zero_grad()
             rm_loss.backward()
             optimizer.step()
@@ -665,25 +898,45 @@ def train_reward_model(sft: TinyLM, args: Args, language: ToyLanguage, new_promp
         # held-out accuracy against the gold order (the raters' noise removed)
         test_pairs = preference_pairs(sft, language, new_prompts(1000), args, rng, generator)
         test_chosen, test_rejected, gold_margin = test_pairs
-        chosen_scores, rejected_scores = (score(reward_model, t, prompt_size) for t in (test_chosen, test_rejected))
-        rm_accuracy = float(((chosen_scores > rejected_scores) == (gold_margin > 0))[gold_margin != 0].float().mean())
+        chosen_scores, rejected_scores = (
+            score(reward_model, t, prompt_size) for t in (test_chosen, test_rejected)
+        )
+        rm_accuracy = float(
+            ((chosen_scores > rejected_scores) == (gold_margin > 0))[gold_margin != 0]
+            .float()
+            .mean()
+        )
         # normalize: SFT samples score mean 0, std 1 (folded into the head)
         sft_scores = torch.cat([chosen_scores, rejected_scores])
         reward_model.head.weight /= sft_scores.std()
-        reward_model.head.bias.copy_((reward_model.head.bias - sft_scores.mean()) / sft_scores.std())
-    print(f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold "
-          f"{rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}")
-    seen_bigrams = {b for t in (chosen, rejected) for seq in word_bigrams(t, prompt_size) for b in seq}
+        reward_model.head.bias.copy_(
+            (reward_model.head.bias - sft_scores.mean()) / sft_scores.std()
+        )
+    print(
+        f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold "
+        f"{rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}"
+    )
+    seen_bigrams = {
+        b for t in (chosen, rejected) for seq in word_bigrams(t, prompt_size) for b in seq
+    }
     return reward_model, rm_accuracy, seen_bigrams
 
 
-def make_value_model(args: Args, policy: TinyLM, reward_model: ScalarModel) -> Optional[ScalarModel]:
+def make_value_model(
+    args: Args, policy: TinyLM, reward_model: ScalarModel
+) -> Optional[ScalarModel]:
     """gae's critic: a copy of the reward model whose LoRA and head train, or a head on the policy's own trunk.
     rloo and grpo have none."""
     if args.advantage != "gae":
         return None
-    value_model = ScalarModel(policy, args.d_model) if args.value_model == "shared" else copy.deepcopy(reward_model)
-    value_model.head.load_state_dict(reward_model.head.state_dict())  # V starts as the reward model's head
+    value_model = (
+        ScalarModel(policy, args.d_model)
+        if args.value_model == "shared"
+        else copy.deepcopy(reward_model)
+    )
+    value_model.head.load_state_dict(
+        reward_model.head.state_dict()
+    )  # V starts as the reward model's head
     for name, p in value_model.named_parameters():
         p.requires_grad_("lora_" in name or name.startswith("head."))
     return value_model
@@ -696,12 +949,21 @@ def main(args: Args) -> dict:
     if args.track:
         import wandb
 
-        wandb.init(project=args.wandb_project_name, entity=args.wandb_entity, config=asdict(args), name=run_name)
+        wandb.init(
+            project=args.wandb_project_name,
+            entity=args.wandb_entity,
+            config=asdict(args),
+            name=run_name,
+        )
 
     # --- seeding ---
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(args.seed)  # the language's samples (prompts too) and the raters' noise
-    generator = torch.Generator().manual_seed(args.seed)  # the sampling of responses and minibatches in training
+    rng = np.random.default_rng(
+        args.seed
+    )  # the language's samples (prompts too) and the raters' noise
+    generator = torch.Generator().manual_seed(
+        args.seed
+    )  # the sampling of responses and minibatches in training
     # One thread: a row's matrix products round the same whatever rows share its minibatch, which
     # is what lets the first PPO minibatch see a ratio of exactly 1.
     torch.set_num_threads(1)
@@ -714,35 +976,52 @@ def main(args: Args) -> dict:
 
     # --- stages 1 and 2: SFT, then a reward model from pairs of SFT samples that the gold raters labelled ---
     sft, sft_loss = train_sft(args, language, rng, start_time)
-    reward_model, rm_accuracy, seen_bigrams = train_reward_model(sft, args, language, new_prompts, rng, generator,
-                                                                 start_time)
+    reward_model, rm_accuracy, seen_bigrams = train_reward_model(
+        sft, args, language, new_prompts, rng, generator, start_time
+    )
 
     # --- stage 3: policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy with its
     # adapters off; the reward model frozen; a value model only for gae ---
     policy = add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha)
     value_model = make_value_model(args, policy, reward_model)
-    trainable = [p for m in [policy, value_model] if m is not None for p in m.parameters() if p.requires_grad]
-    params = list({id(p): p for p in trainable}.values())  # a shared critic's trunk is the policy's: once
+    trainable = [
+        p for m in [policy, value_model] if m is not None for p in m.parameters() if p.requires_grad
+    ]
+    params = list(
+        {id(p): p for p in trainable}.values()
+    )  # a shared critic's trunk is the policy's: once
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
-    sft_eval = evaluate(policy, reward_model, language, eval_prompts, args, seen_bigrams)  # B = 0: this is SFT
-    print(f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, proxy {sft_eval['proxy_score']:.3f}, "
-          f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}")
+    sft_eval = evaluate(
+        policy, reward_model, language, eval_prompts, args, seen_bigrams
+    )  # B = 0: this is SFT
+    print(
+        f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, proxy {sft_eval['proxy_score']:.3f}, "
+        f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}"
+    )
     beta, history = args.beta, []
     ppo_start = time.time()
     for update in range(1, args.num_updates + 1):
         if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
-            optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - (update - 1) / args.num_updates)
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (
+                1 - (update - 1) / args.num_updates
+            )
         prompts = new_prompts(args.batch_size // args.num_generations)
         batch = rollout(policy, value_model, reward_model, prompts, args, beta, generator)
         advantages, returns = compute_advantages(batch, args)
-        update_metrics = ppo_update(policy, value_model, optimizer, params, batch, advantages, returns, args, generator)
+        update_metrics = ppo_update(
+            policy, value_model, optimizer, params, batch, advantages, returns, args, generator
+        )
 
         # --- logging, with TRL's metric names and meanings; the KL controller ---
         kl, scores = batch["kl"], batch["scores"]
-        non_score_reward = float((-beta * kl).sum(1).mean())  # -beta * KL per response, before any whitening
+        non_score_reward = float(
+            (-beta * kl).sum(1).mean()
+        )  # -beta * KL per response, before any whitening
         metrics = {
             "objective/kl": float(kl.sum(1).mean()),
-            "objective/entropy": float((-batch["old_logprobs"] * batch["mask"]).sum(1).mean()),  # sum_t -log pi
+            "objective/entropy": float(
+                (-batch["old_logprobs"] * batch["mask"]).sum(1).mean()
+            ),  # sum_t -log pi
             "objective/non_score_reward": non_score_reward,
             "objective/scores": float(scores.mean()),
             "objective/rlhf_reward": float(scores.mean()) + non_score_reward,
@@ -751,19 +1030,27 @@ def main(args: Args) -> dict:
             **update_metrics,
         }
         if args.kl_target is not None:
-            beta = adaptive_beta(beta, metrics["objective/kl"], args.kl_target, args.batch_size, args.kl_horizon)
+            beta = adaptive_beta(
+                beta, metrics["objective/kl"], args.kl_target, args.batch_size, args.kl_horizon
+            )
         global_step = update * args.batch_size  # responses sampled so far
         sps = int(global_step / (time.time() - ppo_start))  # responses per second of PPO
         print(f"global_step={global_step}, episodic_return={metrics['objective/rlhf_reward']:.4f}")
         if update % args.eval_every == 0 or update == args.num_updates:
             ev = evaluate(policy, reward_model, language, eval_prompts, args, seen_bigrams)
-            metrics.update({f"eval/{k}": v for k, v in ev.items() if k not in ("samples", "gold_std")})
+            metrics.update(
+                {f"eval/{k}": v for k, v in ev.items() if k not in ("samples", "gold_std")}
+            )
             history.append({"update": update, **{k: v for k, v in ev.items() if k != "samples"}})
-            print(f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, proxy={ev['proxy_score']:.3f}, "
-                  f"kl={ev['kl']:.3f}, length={ev['length']:.2f}, eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, "
-                  f"samples: {ev['samples']}")
+            print(
+                f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, proxy={ev['proxy_score']:.3f}, "
+                f"kl={ev['kl']:.3f}, length={ev['length']:.2f}, eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, "
+                f"samples: {ev['samples']}"
+            )
             if args.track:
-                metrics["eval/samples"] = wandb.Table(columns=["prompt | response"], data=[[s] for s in ev["samples"]])
+                metrics["eval/samples"] = wandb.Table(
+                    columns=["prompt | response"], data=[[s] for s in ev["samples"]]
+                )
         if args.track:
             wandb.log({**metrics, "charts/SPS": sps}, step=global_step)
 
@@ -772,15 +1059,21 @@ def main(args: Args) -> dict:
     frontier = best_of_n(sft, reward_model, language, eval_prompts, args) if args.best_of_n else []
     print(f"{'':>12} {'gold':>8} {'proxy':>8} {'kl':>8} {'length':>8} {'eos':>6} {'distinct':>9}")
     for name, e in [("SFT", sft_eval), (method.upper(), ev)]:
-        print(f"{name:>12} {e['gold_score']:8.3f} {e['proxy_score']:8.3f} {e['kl']:8.3f} {e['length']:8.2f} "
-              f"{e['eos_rate']:6.2f} {e['distinct_ratio']:9.2f}")
+        print(
+            f"{name:>12} {e['gold_score']:8.3f} {e['proxy_score']:8.3f} {e['kl']:8.3f} {e['length']:8.2f} "
+            f"{e['eos_rate']:6.2f} {e['distinct_ratio']:9.2f}"
+        )
     for row in frontier:
-        print(f"{'best-of-' + str(row['n']):>12} {row['gold']:8.3f} {row['proxy']:8.3f} {row['kl']:8.3f}")
+        print(
+            f"{'best-of-' + str(row['n']):>12} {row['gold']:8.3f} {row['proxy']:8.3f} {row['kl']:8.3f}"
+        )
     if args.track:
         wandb.finish()
     return {
         "method": method,
-        "models": 4 if value_model is not None else 3,  # policy, reference, reward model (and value model)
+        "models": 4
+        if value_model is not None
+        else 3,  # policy, reference, reward model (and value model)
         "sft_loss": round(sft_loss, 4),
         "rm_accuracy": rm_accuracy,
         "gold_gain_in_sft_std": (ev["gold_score"] - sft_eval["gold_score"]) / sft_eval["gold_std"],
