@@ -8,12 +8,13 @@ pairs of SFT samples labelled by a hidden gold scorer (the stand-in for human ra
 a per-token KL penalty that keeps the policy near the reference. `--beta 0` shows why:
 the policy over-optimizes the learned proxy while the gold score falls.
 
-Beside PPO, the critic-free road (three models): `--advantage rloo` and `--advantage grpo` replace the value
-model by a baseline from the other responses to the same prompt, with the same PPO-clip update and per-token
-KL reward, so only the baseline differs. The canonical RLOO (Ahmadian et al. 2024) puts the KL in the reward per
-sequence; GRPO (Shao et al. 2024) puts a k3 KL term in the loss and averages each response's loss over its
-length, which Dr. GRPO (Liu et al. 2025) drops with the division by the group's std. Best-of-n from SFT is
-the frontier (Gao et al. 2022).
+Beside PPO, the critic-free road (three models): `--advantage rloo` and `--advantage grpo`
+replace the value model by a baseline from the other responses to the same prompt, with the same
+PPO-clip update and per-token KL reward, so only the baseline differs. The canonical RLOO
+(Ahmadian et al. 2024) puts the KL in the reward per sequence; GRPO (Shao et al. 2024) puts a k3
+KL term in the loss and averages each response's loss over its length, which Dr. GRPO (Liu et
+al. 2025) drops with the division by the group's std. Best-of-n from SFT is the frontier (Gao et
+al. 2022).
 
     python ppo_rlhf_toy.py
     python ppo_rlhf_toy.py --advantage grpo
@@ -27,7 +28,7 @@ import time
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Literal, Optional
+from typing import Literal
 
 import numpy as np
 import torch
@@ -46,14 +47,14 @@ class Args:
     """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
     wandb_project_name: str = "rlref"
     """the wandb project name"""
-    wandb_entity: Optional[str] = None
+    wandb_entity: str | None = None
     """the wandb entity (team); None uses your default entity"""
 
     # The toy language and the model
     prompt_len: int = 3
     """words per prompt"""
     max_response_len: int = 10
-    """the most tokens a response may have, EOS included; a response without EOS by then is truncated"""
+    """the most tokens a response may have, EOS included (without EOS by then: truncated)"""
     d_model: int = 64
     """the transformer's width"""
     n_layer: int = 2
@@ -87,9 +88,10 @@ class Args:
 
     # Stage 3: PPO
     advantage: Literal["gae", "rloo", "grpo"] = "gae"
-    """`gae`: token GAE on a value model (four models); `rloo`, `grpo`: a baseline from the prompt's other responses"""
+    """`gae`: token GAE on a value model (four models); `rloo`, `grpo`: a baseline from the
+    prompt's other responses"""
     num_generations: int = 4
-    """K, responses sampled per prompt: a batch holds batch-size / K prompts (rloo and grpo need K >= 2)"""
+    """K, responses sampled per prompt: a batch holds batch-size / K prompts (rloo, grpo: K >= 2)"""
     num_updates: int = 60
     """PPO updates (each samples one batch of responses)"""
     batch_size: int = 256
@@ -101,14 +103,15 @@ class Args:
     learning_rate: float = 3e-3
     """the learning rate of the policy's LoRA and the value model"""
     anneal_lr: bool = True
-    """if toggled, the PPO learning rate decays linearly to 0 over the updates (as TRL and lm-human-preferences)"""
+    """if toggled, the PPO learning rate decays linearly to 0 over the updates (as in TRL)"""
     temperature: float = 1.0
-    """sampling temperature; the same one divides the policy's and the reference's logits for their log-probs"""
+    """sampling temperature; it also divides the policy's and the reference's logits"""
     beta: float = 0.3
-    """the KL coefficient: per-token reward -beta * KL_t (0: none; at 0.1, 3 of 5 seeds over-optimize the proxy)"""
+    """the KL coefficient: per-token reward -beta * KL_t (0: none)"""
     kl_estimator: Literal["k1", "k3"] = "k1"
-    """per-token KL in the reward: `k1` = log p/p_ref, whose gradient is the KL's; `k3` = r - 1 - log r, whose is not"""
-    kl_target: Optional[float] = None
+    """per-token KL in the reward: `k1` = log p/p_ref, whose gradient is the KL's;
+    `k3` = r - 1 - log r, whose is not"""
+    kl_target: float | None = None
     """if set, adapt beta so the sequence-level KL tracks this target (Ziegler et al. 2019)"""
     kl_horizon: int = 10_000
     """the adaptive KL controller's horizon, in responses"""
@@ -129,13 +132,14 @@ class Args:
     missing_eos_penalty: float = 1.0
     """subtracted from the reward model's score of a response that has no EOS"""
     value_model: Literal["reward", "shared"] = "reward"
-    """gae's critic: `reward`, a copy of the reward model trained as V; `shared`, a head on the policy's trunk"""
+    """gae's critic: `reward`, a copy of the reward model trained as V; `shared`, a head on the
+    policy's trunk"""
     eval_every: int = 10
     """evaluate on held-out prompts every this many updates"""
     eval_prompts: int = 512
     """held-out prompts of each evaluation"""
     best_of_n: int = 64
-    """the largest n of the best-of-n frontier from the SFT policy (n = 1, 2, 4, ... up to it); 0 skips it"""
+    """the largest n of the best-of-n frontier from SFT (n = 1, 2, 4, ... up to it); 0 skips it"""
 
 
 class UsageError(ValueError):
@@ -165,9 +169,8 @@ def check_args(args: Args):
         "kl_horizon",
         "num_generations",
     ]:
-        minimum = (
-            2 if name == "eval_prompts" else 1
-        )  # the gain is in units of the SFT samples' gold std
+        # the gain is in units of the SFT samples' gold std
+        minimum = 2 if name == "eval_prompts" else 1
         if getattr(args, name) < minimum:
             raise UsageError(
                 f"--{name.replace('_', '-')} must be at least {minimum}, got {getattr(args, name)}"
@@ -194,12 +197,13 @@ def check_args(args: Args):
             )
     if args.kl_target is not None and args.beta == 0:
         raise UsageError(
-            "--kl-target needs --beta > 0 to start from: the controller multiplies beta, so 0 stays 0"
+            "--kl-target needs --beta > 0 to start from: the controller multiplies beta, "
+            "so 0 stays 0"
         )
     if args.advantage != "gae" and args.num_generations < 2:
         raise UsageError(
-            f"--advantage {args.advantage} needs --num-generations >= 2 (its baseline is the prompt's "
-            "other responses)"
+            f"--advantage {args.advantage} needs --num-generations >= 2 "
+            "(its baseline is the prompt's other responses)"
         )
 
 
@@ -227,11 +231,12 @@ VOCAB = ["<pad>", "<bos>", "<sep>", "<eos>"] + WORDS  # token t >= 4 is WORDS[t 
 
 
 class ToyLanguage:
-    """Sequences `BOS prompt SEP response EOS PAD...`. Words follow a sparse random bigram chain
-    (each word has 4 possible successors); the response continues the prompt's chain, and its
+    """Sequences `BOS prompt SEP response EOS PAD...`. Words follow a sparse random bigram
+    chain (each word has 4 possible successors); the response continues the prompt's chain, and its
     chance to end grows with its length: P(EOS after i words) = sigmoid(i - 4).
 
-    gold(response) = mean valence of its distinct words + 0.5 * mean log P_true(bigram) - 2 * [no EOS]
+    gold(response) = mean valence of its distinct words
+                     + 0.5 * mean log P_true(bigram) - 2 * [no EOS]
     Valence rewards some words, fluency rewards the true language's word order; a response
     that repeats one good word is not fluent, which a reward model that only ever saw fluent
     SFT samples cannot know.
@@ -245,12 +250,12 @@ class ToyLanguage:
         for w in range(n):
             successors = rng.choice(n, 4, replace=False)
             self.bigram[w, successors] = rng.dirichlet(np.ones(4))
-        self.log_bigram = np.log(
-            self.bigram + 1e-3
-        )  # smoothed: an impossible bigram costs about log(1e-3)
+        # smoothed: an impossible bigram costs about log(1e-3)
+        self.log_bigram = np.log(self.bigram + 1e-3)
 
     def sample(self, rng: np.random.Generator, n: int, prompt_len: int, max_response_len: int):
-        """n prompts (n, prompt_len) and the true language's responses to them (n, max_response_len)."""
+        """n prompts (n, prompt_len) and the true language's responses to them
+        (n, max_response_len)."""
         words = np.zeros((n, prompt_len + max_response_len), np.int64)  # word indices, 0..15
         words[:, 0] = rng.integers(0, len(WORDS), n)
         responses = np.full((n, max_response_len), PAD)
@@ -266,9 +271,10 @@ class ToyLanguage:
         return words[:, :prompt_len] + 4, responses
 
     def gold_score(self, prompts: np.ndarray, responses: np.ndarray) -> np.ndarray:
-        """The hidden human's score of each response (formula above; an empty response has valence -1)."""
+        """The hidden human's score of each response (formula above; an empty response
+        has valence -1)."""
         scores = np.zeros(len(prompts))
-        for j, (prompt, response) in enumerate(zip(prompts, responses)):
+        for j, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
             has_eos = EOS in response
             words = [
                 t - 4 for t in response[: list(response).index(EOS) if has_eos else len(response)]
@@ -276,7 +282,7 @@ class ToyLanguage:
             valence = self.valence[list(set(words))].mean() if words else -1.0
             chain = [prompt[-1] - 4] + words
             fluency = (
-                np.mean([self.log_bigram[a, b] for a, b in zip(chain[:-1], chain[1:])])
+                np.mean([self.log_bigram[a, b] for a, b in zip(chain[:-1], chain[1:], strict=True)])
                 if words
                 else 0.0
             )
@@ -297,7 +303,7 @@ class Block(nn.Module):
         self.qkv, self.proj = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
         self.fc1, self.fc2 = nn.Linear(d_model, 4 * d_model), nn.Linear(4 * d_model, d_model)
 
-    def forward(self, x: torch.Tensor, cache: Optional[dict] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         B, T, C = x.shape
         q, k, v = (
             z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
@@ -326,7 +332,7 @@ class TinyLM(nn.Module):
         self.lm_head = nn.Linear(d_model, vocab_size)
 
     def hidden(
-        self, tokens: torch.Tensor, caches: Optional[list] = None, start: int = 0
+        self, tokens: torch.Tensor, caches: list | None = None, start: int = 0
     ) -> torch.Tensor:
         """The last layer's features (B, T, d_model) of tokens at positions start..start+T-1."""
         x = self.tok_emb(tokens) + self.pos_emb(
@@ -341,7 +347,8 @@ class TinyLM(nn.Module):
 
 
 class ScalarModel(nn.Module):
-    """A trunk's features through a linear head to one number per position: the reward model, the value model."""
+    """A trunk's features through a linear head to one number per position: the reward
+    model, the value model."""
 
     def __init__(self, trunk: TinyLM, d_model: int):
         super().__init__()
@@ -378,7 +385,8 @@ class LoRALinear(nn.Module):
 
 
 def add_lora(model: TinyLM, rank: int, alpha: float) -> TinyLM:
-    """Freeze every weight of the model, then put a LoRA adapter on each linear layer of its blocks."""
+    """Freeze every weight of the model, then put a LoRA adapter on each linear layer of
+    its blocks."""
     model.requires_grad_(False)
     for block in model.blocks:
         for name in ["qkv", "proj", "fc1", "fc2"]:
@@ -388,7 +396,8 @@ def add_lora(model: TinyLM, rank: int, alpha: float) -> TinyLM:
 
 @contextmanager
 def adapters_off(model: nn.Module):
-    """Inside this block the LoRA model computes its frozen base: how the policy serves as its own reference."""
+    """Inside this block the LoRA model computes its frozen base: how the policy serves
+    as its own reference."""
     layers = [m for m in model.modules() if isinstance(m, LoRALinear)]
     for m in layers:
         m.enabled = False
@@ -401,8 +410,9 @@ def adapters_off(model: nn.Module):
 
 # --- sampling and log-probs: one distribution for sampling, recomputation and reference ---
 def response_log_softmax(logits: torch.Tensor, temperature: float) -> torch.Tensor:
-    """log softmax(logits / T) over the tokens a response may hold (never PAD, BOS or SEP). Sampling,
-    the policy's log-probs and the reference's all use this one distribution, so none mismatches."""
+    """log softmax(logits / T) over the tokens a response may hold (never PAD,
+    BOS or SEP). Sampling, the policy's log-probs and the reference's all use this one
+    distribution, so none mismatches."""
     never = torch.tensor([PAD, BOS, SEP], device=logits.device)
     return F.log_softmax((logits / temperature).index_fill(-1, never, -1e9), -1)
 
@@ -471,10 +481,12 @@ def kl_per_token(
     logprobs: torch.Tensor, ref_logprobs: torch.Tensor, estimator: str
 ) -> torch.Tensor:
     """Estimates of KL(pi || pi_ref) from tokens sampled from pi, one per token.
-    k1 = log pi - log pi_ref (unbiased; a single one can be negative). As a reward, its expected policy
-         gradient E[k1 grad log pi] is exactly grad KL.
-    k3 = (r - 1) - log r, r = pi_ref / pi (unbiased value, never negative), but as a reward its expected
-         gradient is not grad KL: near pi_ref it is a few percent of its size and points elsewhere."""
+    k1 = log pi - log pi_ref (unbiased; a single one can be negative). As a reward, its
+         expected policy gradient E[k1 grad log pi] is exactly grad KL.
+    k3 = (r - 1) - log r, r = pi_ref / pi (unbiased value, never negative), but as a reward its
+         expected gradient is not grad KL: near pi_ref it is a few percent of its size and
+         points elsewhere.
+    """
     log_ratio = logprobs - ref_logprobs
     return log_ratio if estimator == "k1" else torch.expm1(-log_ratio) + log_ratio
 
@@ -482,8 +494,8 @@ def kl_per_token(
 def token_rewards(
     scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float
 ) -> torch.Tensor:
-    """r_t = -beta * KL_t on every response token, plus the score at the last token itself (the EOS),
-    not one past it; so sum_t r_t = score - beta * sum_t KL_t."""
+    """r_t = -beta * KL_t on every response token, plus the score at the last token
+    itself (the EOS), not one past it; so sum_t r_t = score - beta * sum_t KL_t."""
     rewards = -beta * kl * mask
     rewards[torch.arange(len(scores)), last_index(mask)] += scores
     return rewards
@@ -492,8 +504,9 @@ def token_rewards(
 def token_gae(
     rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
 ):
-    """A_t = sum_l (gamma*lam)^l delta_{t+l},  delta_t = r_t + gamma*V_{t+1} - V_t,  V = 0 after the last token.
-    Returns the advantages and the value targets A_t + V_t, both zero on padding."""
+    """A_t = sum_l (gamma*lam)^l delta_{t+l},  delta_t = r_t + gamma*V_{t+1} - V_t,
+    V = 0 after the last token. Returns the advantages and the value targets A_t + V_t, both
+    zero on padding."""
     values = values * mask
     advantages = torch.zeros_like(rewards)
     running = torch.zeros(len(rewards), device=rewards.device)
@@ -507,8 +520,9 @@ def token_gae(
 
 
 def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cliprange: float):
-    """L = mean_t max(-A_t * ratio_t, -A_t * clip(ratio_t, 1-eps, 1+eps)),  ratio_t = pi(y_t)/pi_old(y_t).
-    Also returns the clip fraction, approx KL 0.5*E[(log ratio)^2] and the mean ratio."""
+    """L = mean_t max(-A_t * ratio_t, -A_t * clip(ratio_t, 1-eps, 1+eps)),
+    ratio_t = pi(y_t)/pi_old(y_t). Also returns the clip fraction, approx KL
+    0.5*E[(log ratio)^2] and the mean ratio."""
     log_ratio = logprobs - old_logprobs
     ratio = log_ratio.exp()
     unclipped, clipped = (
@@ -534,15 +548,18 @@ def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tenso
 def adaptive_beta(
     beta: float, kl: float, kl_target: float, n_responses: int, horizon: int
 ) -> float:
-    """Ziegler et al. 2019: beta <- beta * (1 + clip((KL - target) / target, -0.2, 0.2) * n / horizon)"""
+    """Ziegler et al. 2019:
+    beta <- beta * (1 + clip((KL - target) / target, -0.2, 0.2) * n / horizon)"""
     error = min(max((kl - kl_target) / kl_target, -0.2), 0.2)
     return beta * (1 + error * n_responses / horizon)
 
 
 def group_advantages(scores: torch.Tensor, k: int, method: str) -> torch.Tensor:
-    """Critic-free advantages of the reward model's scores s of responses in groups of K to one prompt (adjacent):
-    rloo: A_i = s_i - mean_{j != i} s_j                   (the other K-1 responses: the baseline leaves i out)
-    grpo: A_i = (s_i - mean_j s_j) / (std_j s_j + 1e-8)    (the whole group's mean and std)"""
+    """Critic-free advantages of the reward model's scores s of responses in
+    groups of K to one prompt (adjacent):
+    rloo: A_i = s_i - mean_{j != i} s_j                 (the other K-1: the baseline leaves i out)
+    grpo: A_i = (s_i - mean_j s_j) / (std_j s_j + 1e-8)  (the whole group's mean and std)
+    """
     group = scores.view(-1, k)  # (prompts, K)
     if method == "rloo":
         return (group - (group.sum(1, keepdim=True) - group) / (k - 1)).flatten()
@@ -552,14 +569,15 @@ def group_advantages(scores: torch.Tensor, k: int, method: str) -> torch.Tensor:
 # --- the RL stage: forward passes, rollout, advantages, update ---
 def policy_and_value(
     policy: TinyLM,
-    value_model: Optional[ScalarModel],
+    value_model: ScalarModel | None,
     tokens: torch.Tensor,
     responses: torch.Tensor,
     prompt_size: int,
     temperature: float,
 ):
-    """log pi(y_t), entropy and V(x, y_<t) at each response position (V is None without a value model).
-    The features at position prompt_size - 1 + t predict y_t; V is read at the same positions."""
+    """log pi(y_t), entropy and V(x, y_<t) at each response position (V is None
+    without a value model). The features at position prompt_size - 1 + t predict y_t; V is read
+    at the same positions."""
     h = policy.hidden(tokens)[:, prompt_size - 1 : -1]
     logprobs, entropy = response_logprobs(policy.lm_head(h), responses, temperature)
     if value_model is None:
@@ -575,8 +593,9 @@ def score(
     prompt_size: int,
     missing_eos_penalty: float = 0.0,
 ):
-    """The reward model's score, read at each response's last token (its EOS), minus the penalty if it has no EOS
-    (PPO's rollout and the evaluation pass --missing-eos-penalty; the reward model learns without it)."""
+    """The reward model's score, read at each response's last token (its EOS), minus the
+    penalty if it has no EOS (PPO's rollout and the evaluation pass --missing-eos-penalty; the
+    reward model learns without it)."""
     responses = tokens[:, prompt_size:]
     scores = reward_model(tokens)[
         torch.arange(len(tokens)), prompt_size + last_index(response_mask(responses))
@@ -591,25 +610,27 @@ def with_prompt(prompts: torch.Tensor) -> torch.Tensor:
 
 
 def word_bigrams(tokens: torch.Tensor, prompt_size: int) -> list:
-    """The word bigrams of each sequence's response, its first word paired with the prompt's last word."""
+    """The word bigrams of each sequence's response, its first word paired with the
+    prompt's last word."""
     words = [
         [row[prompt_size - 2]] + [t for t in row[prompt_size:] if t > EOS]
         for row in tokens.tolist()
     ]
-    return [list(zip(w[:-1], w[1:])) for w in words]
+    return [list(zip(w[:-1], w[1:], strict=True)) for w in words]
 
 
 @torch.no_grad()
 def rollout(
     policy: TinyLM,
-    value_model: Optional[ScalarModel],
+    value_model: ScalarModel | None,
     reward_model: ScalarModel,
     prompts: torch.Tensor,
     args: Args,
     beta: float,
     generator: torch.Generator,
 ) -> dict:
-    """Sample K responses per prompt (adjacent rows), score them, and take all the loss needs from the old policy."""
+    """Sample K responses per prompt (adjacent rows), score them, and take all the loss
+    needs from the old policy."""
     prompt_part, prompt_size = (
         with_prompt(prompts.repeat_interleave(args.num_generations, 0)),
         prompts.shape[1] + 2,
@@ -646,7 +667,8 @@ def rollout(
 
 
 def compute_advantages(batch: dict, args: Args):
-    """The one place the methods differ: each response token's advantage, and the value targets (gae only)."""
+    """The one place the methods differ: each response token's advantage, and
+    the value targets (gae only)."""
     rewards, mask = batch["rewards"], batch["mask"]
     if args.whiten_rewards:
         rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
@@ -655,8 +677,10 @@ def compute_advantages(batch: dict, args: Args):
             rewards, batch["old_values"], mask, args.gamma, args.gae_lambda
         )
         return masked_whiten(advantages, mask) * mask, returns
-    # rloo, grpo: the score's advantage over the group's baseline on every token, and the KL penalty as a
-    # per-token reward from t on: A_t = A_i - beta * sum_{t' >= t} KL_t' (GAE with V = 0 and lambda = 1)
+    # rloo, grpo: the score's advantage over the group's baseline on every token, and the KL penalty
+    # as a
+    # per-token reward from t on: A_t = A_i - beta * sum_{t' >= t} KL_t' (GAE with V = 0 and lambda
+    # = 1)
     kl_to_go, _ = token_gae(batch["kl_rewards"], torch.zeros_like(rewards), mask, args.gamma, 1.0)
     return (
         group_advantages(batch["scores"], args.num_generations, args.advantage)[:, None] + kl_to_go
@@ -665,18 +689,19 @@ def compute_advantages(batch: dict, args: Args):
 
 def ppo_update(
     policy: TinyLM,
-    value_model: Optional[ScalarModel],
+    value_model: ScalarModel | None,
     optimizer: torch.optim.Optimizer,
     params: list,
     batch: dict,
     advantages: torch.Tensor,
-    returns: Optional[torch.Tensor],
+    returns: torch.Tensor | None,
     args: Args,
     generator: torch.Generator,
 ) -> dict:
-    """PPO epochs over the batch: the clipped policy loss, plus the clipped value loss when there is a value model."""
+    """PPO epochs over the batch: the clipped policy loss, plus the clipped value loss
+    when there is a value model."""
     stats, prompt_size = [], args.prompt_len + 2
-    for epoch in range(args.ppo_epochs):
+    for _ in range(args.ppo_epochs):
         for idx in torch.randperm(args.batch_size, generator=generator).split(
             args.batch_size // args.num_minibatches
         ):
@@ -712,6 +737,7 @@ def ppo_update(
                     masked_mean(entropy, mask).item(),
                 ]
             )
+    # TRL's names; policy/entropy_avg is the exact per-token entropy
     names = [
         "loss/policy_avg",
         "loss/value_avg",
@@ -719,10 +745,10 @@ def ppo_update(
         "policy/approxkl_avg",
         "val/ratio",
         "policy/entropy_avg",
-    ]  # TRL's names; policy/entropy_avg is the exact per-token entropy
+    ]
     return {
         name: float(v)
-        for name, v in zip(names, np.mean(stats, 0))
+        for name, v in zip(names, np.mean(stats, 0), strict=True)
         if value_model or name != "loss/value_avg"
     }
 
@@ -737,12 +763,12 @@ def evaluate(
     args: Args,
     seen_bigrams: set,
 ) -> dict:
-    """Sample one response per held-out prompt, with the same sampling noise at every evaluation, and measure it:
-    gold, proxy, KL to the reference, length, and two signs of hacking: the share of response bigrams the reward
-    model never saw in its training pairs, and the share of prompts that get the most common response."""
-    generator = torch.Generator().manual_seed(
-        args.seed + 10_007
-    )  # not training's: evaluating never moves it
+    """Sample one response per held-out prompt, with the same sampling noise at every
+    evaluation, and measure it: gold, proxy, KL to the reference, length, and two signs of
+    hacking: the share of response bigrams the reward model never saw in its training pairs, and
+    the share of prompts that get the most common response."""
+    # not training's: evaluating never moves it
+    generator = torch.Generator().manual_seed(args.seed + 10_007)
     prompt_part, prompt_size = with_prompt(prompts), prompts.shape[1] + 2
     responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
     tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
@@ -763,9 +789,8 @@ def evaluate(
         "proxy_score": float(
             score(reward_model, tokens, prompt_size, args.missing_eos_penalty).mean()
         ),
-        "kl": float(
-            ((logprobs - ref_logprobs) * mask).sum(1).mean()
-        ),  # sequence-level KL(pi || pi_ref), k1
+        # sequence-level KL(pi || pi_ref), k1
+        "kl": float(((logprobs - ref_logprobs) * mask).sum(1).mean()),
         "length": float(mask.sum(1).mean()),
         "eos_rate": float((responses == EOS).any(1).float().mean()),
         "distinct_ratio": float(np.mean([len(set(w)) / len(w) for w in words if w] or [0.0])),
@@ -775,7 +800,7 @@ def evaluate(
         "top_response_share": texts.most_common(1)[0][1] / len(prompts),
         "samples": [
             f"{to_text(p)} | {to_text(r)}"
-            for p, r in zip(prompts[:3].tolist(), responses[:3].tolist())
+            for p, r in zip(prompts[:3].tolist(), responses[:3].tolist(), strict=True)
         ],
     }
 
@@ -784,8 +809,9 @@ def evaluate(
 def best_of_n(
     sft: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor, args: Args
 ) -> list:
-    """Best-of-n from the SFT policy (Gao et al. 2022): n samples per held-out prompt, keep the one the proxy
-    scores highest. Its KL to the SFT policy is analytic: KL = log n - (n - 1) / n."""
+    """Best-of-n from the SFT policy (Gao et al. 2022): n samples per held-out prompt,
+    keep the one the proxy scores highest. Its KL to the SFT policy is analytic:
+    KL = log n - (n - 1) / n."""
     generator = torch.Generator().manual_seed(args.seed + 10_008)
     prompt_part = with_prompt(prompts)
     n_max = 2 ** int(math.log2(args.best_of_n))  # n = 1, 2, 4, ..., n_max
@@ -813,7 +839,8 @@ def best_of_n(
 
 # --- the three stages ---
 def train_sft(args: Args, language: ToyLanguage, rng: np.random.Generator, start_time: float):
-    """Stage 1: SFT on the true language: next-token cross-entropy (PAD not predicted), lr decayed linearly to 0."""
+    """Stage 1: SFT on the true language: next-token cross-entropy (PAD not predicted),
+    lr decayed linearly to 0."""
     sft = TinyLM(
         len(VOCAB),
         args.prompt_len + 2 + args.max_response_len,
@@ -827,9 +854,8 @@ def train_sft(args: Args, language: ToyLanguage, rng: np.random.Generator, start
             rng, args.sft_batch_size, args.prompt_len, args.max_response_len
         )
         tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1)
-        optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (
-            1 - step / args.sft_steps
-        )  # linear decay to 0
+        # linear decay to 0
+        optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)
         sft_loss = F.cross_entropy(
             sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD
         )
@@ -838,7 +864,8 @@ def train_sft(args: Args, language: ToyLanguage, rng: np.random.Generator, start
         optimizer.step()
         if step % 200 == 0 or step == args.sft_steps - 1:
             print(
-                f"sft_step={step}, sft_loss={sft_loss.item():.4f}, seconds={time.time() - start_time:.1f}"
+                f"sft_step={step}, sft_loss={sft_loss.item():.4f}, "
+                f"seconds={time.time() - start_time:.1f}"
             )
     return sft.requires_grad_(False), sft_loss.item()
 
@@ -851,8 +878,9 @@ def preference_pairs(
     rng: np.random.Generator,
     generator: torch.Generator,
 ):
-    """Two SFT responses per prompt and the rater's choice: P(a > b) = sigmoid((gold(a) - gold(b)) / tau).
-    Returns the chosen and the rejected sequences and the gold margin, gold(chosen) - gold(rejected)."""
+    """Two SFT responses per prompt and the rater's choice:
+    P(a > b) = sigmoid((gold(a) - gold(b)) / tau). Returns the chosen and the rejected
+    sequences and the gold margin, gold(chosen) - gold(rejected)."""
     prompt_part = with_prompt(prompts)
     a, b = (generate(sft, prompt_part, args.max_response_len, 1.0, generator) for _ in range(2))
     gold_a, gold_b = (language.gold_score(prompts.numpy(), r.numpy()) for r in (a, b))
@@ -872,8 +900,9 @@ def train_reward_model(
     generator: torch.Generator,
     start_time: float,
 ):
-    """Stage 2: a Bradley-Terry reward model (SFT + LoRA + a scalar head) on rater-labelled pairs of SFT samples.
-    Returns it normalized (SFT samples score mean 0, std 1), its held-out accuracy and the bigrams it saw."""
+    """Stage 2: a Bradley-Terry reward model (SFT + LoRA + a scalar head) on
+    rater-labelled pairs of SFT samples. Returns it normalized (SFT samples score mean 0, std 1),
+    its held-out accuracy and the bigrams it saw."""
     prompt_size = args.prompt_len + 2
     reward_model = ScalarModel(
         add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model
@@ -884,7 +913,7 @@ def train_reward_model(
     optimizer = torch.optim.Adam(
         [p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate
     )
-    for epoch in range(args.rm_epochs):
+    for _ in range(args.rm_epochs):
         for idx in torch.randperm(args.rm_num_pairs, generator=generator).split(args.rm_batch_size):
             rm_loss = bradley_terry_loss(
                 score(reward_model, chosen[idx], prompt_size),
@@ -913,8 +942,8 @@ def train_reward_model(
             (reward_model.head.bias - sft_scores.mean()) / sft_scores.std()
         )
     print(
-        f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, held-out accuracy vs gold "
-        f"{rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}"
+        f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, "
+        f"held-out accuracy vs gold {rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}"
     )
     seen_bigrams = {
         b for t in (chosen, rejected) for seq in word_bigrams(t, prompt_size) for b in seq
@@ -922,11 +951,9 @@ def train_reward_model(
     return reward_model, rm_accuracy, seen_bigrams
 
 
-def make_value_model(
-    args: Args, policy: TinyLM, reward_model: ScalarModel
-) -> Optional[ScalarModel]:
-    """gae's critic: a copy of the reward model whose LoRA and head train, or a head on the policy's own trunk.
-    rloo and grpo have none."""
+def make_value_model(args: Args, policy: TinyLM, reward_model: ScalarModel) -> ScalarModel | None:
+    """gae's critic: a copy of the reward model whose LoRA and head train, or a
+    head on the policy's own trunk. rloo and grpo have none."""
     if args.advantage != "gae":
         return None
     value_model = (
@@ -934,9 +961,8 @@ def make_value_model(
         if args.value_model == "shared"
         else copy.deepcopy(reward_model)
     )
-    value_model.head.load_state_dict(
-        reward_model.head.state_dict()
-    )  # V starts as the reward model's head
+    # V starts as the reward model's head
+    value_model.head.load_state_dict(reward_model.head.state_dict())
     for name, p in value_model.named_parameters():
         p.requires_grad_("lora_" in name or name.startswith("head."))
     return value_model
@@ -958,12 +984,10 @@ def main(args: Args) -> dict:
 
     # --- seeding ---
     torch.manual_seed(args.seed)
-    rng = np.random.default_rng(
-        args.seed
-    )  # the language's samples (prompts too) and the raters' noise
-    generator = torch.Generator().manual_seed(
-        args.seed
-    )  # the sampling of responses and minibatches in training
+    # the language's samples (prompts too) and the raters' noise
+    rng = np.random.default_rng(args.seed)
+    # the sampling of responses and minibatches in training
+    generator = torch.Generator().manual_seed(args.seed)
     # One thread: a row's matrix products round the same whatever rows share its minibatch, which
     # is what lets the first PPO minibatch see a ratio of exactly 1.
     torch.set_num_threads(1)
@@ -974,28 +998,29 @@ def main(args: Args) -> dict:
 
     eval_prompts = new_prompts(args.eval_prompts)  # held out: drawn once, never trained on
 
-    # --- stages 1 and 2: SFT, then a reward model from pairs of SFT samples that the gold raters labelled ---
+    # --- stages 1 and 2: SFT, then a reward model from pairs of SFT samples that the gold raters
+    # labelled ---
     sft, sft_loss = train_sft(args, language, rng, start_time)
     reward_model, rm_accuracy, seen_bigrams = train_reward_model(
         sft, args, language, new_prompts, rng, generator, start_time
     )
 
-    # --- stage 3: policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy with its
+    # --- stage 3: policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy
+    # with its
     # adapters off; the reward model frozen; a value model only for gae ---
     policy = add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha)
     value_model = make_value_model(args, policy, reward_model)
     trainable = [
         p for m in [policy, value_model] if m is not None for p in m.parameters() if p.requires_grad
     ]
-    params = list(
-        {id(p): p for p in trainable}.values()
-    )  # a shared critic's trunk is the policy's: once
+    # a shared critic's trunk is the policy's: once
+    params = list({id(p): p for p in trainable}.values())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
-    sft_eval = evaluate(
-        policy, reward_model, language, eval_prompts, args, seen_bigrams
-    )  # B = 0: this is SFT
+    # B = 0: this is SFT
+    sft_eval = evaluate(policy, reward_model, language, eval_prompts, args, seen_bigrams)
     print(
-        f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, proxy {sft_eval['proxy_score']:.3f}, "
+        f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, "
+        f"proxy {sft_eval['proxy_score']:.3f}, "
         f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}"
     )
     beta, history = args.beta, []
@@ -1014,14 +1039,12 @@ def main(args: Args) -> dict:
 
         # --- logging, with TRL's metric names and meanings; the KL controller ---
         kl, scores = batch["kl"], batch["scores"]
-        non_score_reward = float(
-            (-beta * kl).sum(1).mean()
-        )  # -beta * KL per response, before any whitening
+        # -beta * KL per response, before any whitening
+        non_score_reward = float((-beta * kl).sum(1).mean())
         metrics = {
             "objective/kl": float(kl.sum(1).mean()),
-            "objective/entropy": float(
-                (-batch["old_logprobs"] * batch["mask"]).sum(1).mean()
-            ),  # sum_t -log pi
+            # sum_t -log pi
+            "objective/entropy": float((-batch["old_logprobs"] * batch["mask"]).sum(1).mean()),
             "objective/non_score_reward": non_score_reward,
             "objective/scores": float(scores.mean()),
             "objective/rlhf_reward": float(scores.mean()) + non_score_reward,
@@ -1043,9 +1066,9 @@ def main(args: Args) -> dict:
             )
             history.append({"update": update, **{k: v for k, v in ev.items() if k != "samples"}})
             print(
-                f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, proxy={ev['proxy_score']:.3f}, "
-                f"kl={ev['kl']:.3f}, length={ev['length']:.2f}, eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, "
-                f"samples: {ev['samples']}"
+                f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, "
+                f"proxy={ev['proxy_score']:.3f}, kl={ev['kl']:.3f}, length={ev['length']:.2f}, "
+                f"eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, samples: {ev['samples']}"
             )
             if args.track:
                 metrics["eval/samples"] = wandb.Table(
@@ -1060,20 +1083,20 @@ def main(args: Args) -> dict:
     print(f"{'':>12} {'gold':>8} {'proxy':>8} {'kl':>8} {'length':>8} {'eos':>6} {'distinct':>9}")
     for name, e in [("SFT", sft_eval), (method.upper(), ev)]:
         print(
-            f"{name:>12} {e['gold_score']:8.3f} {e['proxy_score']:8.3f} {e['kl']:8.3f} {e['length']:8.2f} "
-            f"{e['eos_rate']:6.2f} {e['distinct_ratio']:9.2f}"
+            f"{name:>12} {e['gold_score']:8.3f} {e['proxy_score']:8.3f} {e['kl']:8.3f} "
+            f"{e['length']:8.2f} {e['eos_rate']:6.2f} {e['distinct_ratio']:9.2f}"
         )
     for row in frontier:
         print(
-            f"{'best-of-' + str(row['n']):>12} {row['gold']:8.3f} {row['proxy']:8.3f} {row['kl']:8.3f}"
+            f"{'best-of-' + str(row['n']):>12} "
+            f"{row['gold']:8.3f} {row['proxy']:8.3f} {row['kl']:8.3f}"
         )
     if args.track:
         wandb.finish()
     return {
         "method": method,
-        "models": 4
-        if value_model is not None
-        else 3,  # policy, reference, reward model (and value model)
+        # policy, reference, reward model (and value model)
+        "models": 4 if value_model is not None else 3,
         "sft_loss": round(sft_loss, 4),
         "rm_accuracy": rm_accuracy,
         "gold_gain_in_sft_std": (ev["gold_score"] - sft_eval["gold_score"]) / sft_eval["gold_std"],
@@ -1090,4 +1113,4 @@ if __name__ == "__main__":
     try:
         print(json.dumps(main(cli_args)))
     except UsageError as e:
-        raise SystemExit(f"ppo_rlhf_toy.py: error: {e}")
+        raise SystemExit(f"ppo_rlhf_toy.py: error: {e}") from None
