@@ -55,10 +55,14 @@ class DictObsToy(MultiDiscreteToy):
 
 class NeedsMissingPackageToy(MultiDiscreteToy):
     def __init__(self):
-        raise gym.error.DependencyNotInstalled('FakeSim is not installed, run `pip install fakesim`')
+        raise gym.error.DependencyNotInstalled(
+            "FakeSim is not installed, run `pip install fakesim`"
+        )
 
 
 # With a time limit, as reinforce.py only plays episodes that end.
 gym.register("rlref/MultiDiscreteToy-v0", entry_point=MultiDiscreteToy, max_episode_steps=10)
-gym.register("rlref/NeedsMissingPackageToy-v0", entry_point=NeedsMissingPackageToy, max_episode_steps=10)
+gym.register(
+    "rlref/NeedsMissingPackageToy-v0", entry_point=NeedsMissingPackageToy, max_episode_steps=10
+)
 gym.register("rlref/DictObsToy-v0", entry_point=DictObsToy, max_episode_steps=10)

@@ -18,7 +18,9 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA d
 
 def best_mean10(out: str) -> float:
     """The best mean of 10 consecutive training episodes printed on stdout."""
-    returns = [float(r) for r in re.findall(r"^global_step=\d+, episodic_return=([-0-9.]+)$", out, re.M)]
+    returns = [
+        float(r) for r in re.findall(r"^global_step=\d+, episodic_return=([-0-9.]+)$", out, re.M)
+    ]
     return max(np.mean(returns[i - 10 : i]) for i in range(10, len(returns) + 1))
 
 
@@ -36,17 +38,40 @@ def test_cartpole_learns_on_cuda(script, total_timesteps, capsys):
     assert best_mean10(capsys.readouterr().out) >= 100
 
 
-@pytest.mark.parametrize("script", [ppo, reinforce, actor_critic], ids=["ppo", "reinforce", "actor_critic"])
-def test_continuous_run_on_cuda_saves_a_model_that_evaluates_on_the_cpu(script, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "script", [ppo, reinforce, actor_critic], ids=["ppo", "reinforce", "actor_critic"]
+)
+def test_continuous_run_on_cuda_saves_a_model_that_evaluates_on_the_cpu(
+    script, tmp_path, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
-    args = script.Args(seed=1, cuda=True, env_id="Pendulum-v1", total_timesteps=8192, save_model=True, eval_episodes=2)
+    args = script.Args(
+        seed=1,
+        cuda=True,
+        env_id="Pendulum-v1",
+        total_timesteps=8192,
+        save_model=True,
+        eval_episodes=2,
+    )
     result = script.main(args)
-    assert result["eval_mean_return"] < 0  # Pendulum's returns are negative: it ran, loaded and evaluated
+    # Pendulum's returns are negative: it ran, loaded and evaluated
+    assert result["eval_mean_return"] < 0
     again = script.evaluate(result["model_path"], eval_episodes=2, seed=1)
     assert np.mean(again) == pytest.approx(result["eval_mean_return"])
 
 
 def test_dqn_saves_a_model_that_evaluates_on_the_cpu(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = dqn.main(dqn.Args(seed=1, cuda=True, total_timesteps=5000, learning_starts=1000, save_model=True, eval_episodes=2))
-    assert dqn.evaluate(result["model_path"], eval_episodes=2, seed=1) == dqn.evaluate(result["model_path"], eval_episodes=2, seed=1)
+    result = dqn.main(
+        dqn.Args(
+            seed=1,
+            cuda=True,
+            total_timesteps=5000,
+            learning_starts=1000,
+            save_model=True,
+            eval_episodes=2,
+        )
+    )
+    assert dqn.evaluate(result["model_path"], eval_episodes=2, seed=1) == dqn.evaluate(
+        result["model_path"], eval_episodes=2, seed=1
+    )

@@ -2,19 +2,13 @@
 wandb offline, and the errors for bad sizes. GAE, episode boundaries and the shared errors
 are checked for every script in test_shared.py."""
 
-import os
 import re
-import subprocess
-import sys
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.vector import AutoresetMode
 
 import ppo
-from conftest import ROOT
 
 
 # --- policy and value objectives, by hand ---
@@ -51,36 +45,48 @@ def test_adaptive_beta_rule():
 def test_value_loss_by_hand():
     new, old, ret = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 1.0])
     # unclipped: (1-2)^2=1, (0-1)^2=1; clipped V: 0+clip(1,-.2,.2)=0.2 -> (0.2-2)^2=3.24; 0 -> 1
-    assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=False).item() == pytest.approx(0.5 * (1 + 1) / 2)
-    assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=True).item() == pytest.approx(0.5 * (3.24 + 1) / 2)
+    assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=False).item() == pytest.approx(
+        0.5 * (1 + 1) / 2
+    )
+    assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=True).item() == pytest.approx(
+        0.5 * (3.24 + 1) / 2
+    )
 
 
-def test_exact_kl_matches_torch_distributions():
-    torch.manual_seed(0)
-    agent = ppo.Agent(2, gym.spaces.Discrete(3))  # logits of 5 states over 3 actions
-    old, new = torch.randn(5, 3), torch.randn(5, 3)
-    categorical = torch.distributions.Categorical
-    torch.testing.assert_close(agent.kl(old, new), torch.distributions.kl_divergence(categorical(logits=old), categorical(logits=new)))
-    agent = ppo.Agent(3, gym.spaces.Box(-1, 1, (2,)))  # mean and log-std of a 2-D Gaussian side by side
-    old, new = torch.randn(5, 4), torch.randn(5, 4)
+def test_ppo_kl_penalizes_the_kl_to_the_policy_before_the_update(monkeypatch):
+    """Catches PPO-KL's KL taken against the wrong reference (pi itself, or pi_old copied after the
+    update) and a beta that does not adapt: at the first minibatch of each update pi is pi_old, so
+    the KL is exactly 0, after three steps it is positive, and with a tiny target beta doubles."""
+    seen = []
+    real = ppo.kl_penalty_policy_loss
 
-    def gaussian(params):
-        mean, logstd = params.chunk(2, -1)
-        return torch.distributions.Independent(torch.distributions.Normal(mean, logstd.exp()), 1)
+    def spy(ratio, advantages, kl, beta):
+        seen.append((kl.detach().clone(), beta))
+        return real(ratio, advantages, kl, beta)
 
-    torch.testing.assert_close(agent.kl(old, new), torch.distributions.kl_divergence(gaussian(old), gaussian(new)))
+    monkeypatch.setattr(ppo, "kl_penalty_policy_loss", spy)
+    args = ppo.Args(loss="kl", kl_target=1e-9, total_timesteps=1024, num_envs=4, num_steps=64)
+    ppo.main(ppo.Args(**{**vars(args), "update_epochs": 2, "num_minibatches": 2}))
+    assert len(seen) == 4 * 4  # 4 updates of 2 epochs of 2 minibatches
+    for k in range(0, len(seen), 4):
+        assert seen[k][0].abs().max() == 0.0
+        assert seen[k + 3][0].mean() > 0.0
+    assert [beta for _, beta in seen[::4]] == [1.0, 2.0, 4.0, 8.0]
 
 
 # --- it learns, reproducibly, and round-trips through save/evaluate ---
 def best_mean10(stdout: str) -> float:
     """The best mean of 10 consecutive training episodes in a run's printed output."""
-    returns = [float(r) for r in re.findall(r"^global_step=\d+, episodic_return=([-0-9.]+)$", stdout, re.M)]
+    returns = [
+        float(r) for r in re.findall(r"^global_step=\d+, episodic_return=([-0-9.]+)$", stdout, re.M)
+    ]
     return max(np.mean(returns[i - 10 : i]) for i in range(10, len(returns) + 1))
 
 
 def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    result = ppo.main(ppo.Args(seed=1, save_model=True, eval_episodes=3))  # default args (seeds 1-10 all end at 500)
+    # default args (seeds 1-10 all end at 500)
+    result = ppo.main(ppo.Args(seed=1, save_model=True, eval_episodes=3))
     assert best_mean10(capsys.readouterr().out) >= 475
     assert result["mean_return_last10"] >= 475
     assert result["eval_mean_return"] >= 475
@@ -91,20 +97,35 @@ def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch
 
 def test_pendulum_improves_and_saves_its_normalization(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    args = ppo.Args(env_id="Pendulum-v1", seed=2, total_timesteps=40_960, num_envs=4, num_steps=512, gamma=0.9,
-                    learning_rate=1e-3, update_epochs=10, num_minibatches=8, ent_coef=0.0, anneal_lr=False, save_model=True,
-                    eval_episodes=2)
+    args = ppo.Args(
+        env_id="Pendulum-v1",
+        seed=2,
+        total_timesteps=40_960,
+        num_envs=4,
+        num_steps=512,
+        gamma=0.9,
+        learning_rate=1e-3,
+        update_epochs=10,
+        num_minibatches=8,
+        ent_coef=0.0,
+        anneal_lr=False,
+        save_model=True,
+        eval_episodes=2,
+    )
     result = ppo.main(args)
     assert result["mean_return_last10"] > -600  # a random policy averages about -1200
     checkpoint = torch.load(result["model_path"], weights_only=True)
-    assert checkpoint["obs_rms"]["var"].shape == (3,) and not torch.equal(checkpoint["obs_rms"]["var"], torch.ones(3))
+    assert checkpoint["obs_rms"]["var"].shape == (3,) and not torch.equal(
+        checkpoint["obs_rms"]["var"], torch.ones(3)
+    )
     assert np.isfinite(result["eval_mean_return"])
 
 
 def test_same_seed_gives_identical_episodes(capsys):
     def episode_lines(seed):
         ppo.main(ppo.Args(seed=seed, total_timesteps=8192))
-        return [l for l in capsys.readouterr().out.splitlines() if "episodic_return=" in l]
+        lines = capsys.readouterr().out.splitlines()
+        return [line for line in lines if "episodic_return=" in line]
 
     first, second, other = episode_lines(3), episode_lines(3), episode_lines(4)
     assert len(first) > 20 and first == second
@@ -113,13 +134,16 @@ def test_same_seed_gives_identical_episodes(capsys):
 
 def test_kl_penalty_variant_learns_cartpole(capsys):
     ppo.main(ppo.Args(seed=1, loss="kl", total_timesteps=40_960))
-    # random play: about 20. (Seeds 1-8 reach 224-500; the last 10 episodes are a noisier figure: 103-500.)
+    # random play: about 20. (Seeds 1-8 reach 224-500; the last 10 episodes are a noisier figure:
+    # 103-500.)
     assert best_mean10(capsys.readouterr().out) >= 200
 
 
 def test_track_writes_an_offline_wandb_run(offline_wandb):
+    """Catches a metric missing from wandb, and PPO-KL's beta logged under PPO-Clip."""
     ppo.main(ppo.Args(track=True, total_timesteps=2048))
     data = offline_wandb()
+    assert b"losses/kl_beta" not in data
     for key in [b"charts/episodic_return", b"losses/approx_kl", b"losses/clipfrac", b"charts/SPS"]:
         assert key in data
 
@@ -133,10 +157,19 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
         (dict(num_steps=-1), "--num-steps must be a positive integer"),
         (dict(update_epochs=0), "--update-epochs must be a positive integer"),
         (dict(total_timesteps=100), "smaller than one rollout"),
-        (dict(env_id="rlref/MultiDiscreteToy-v0"), "only Discrete and 1-D Box action spaces are handled; "),
+        (
+            dict(env_id="rlref/MultiDiscreteToy-v0"),
+            "only Discrete and 1-D Box actions are handled; ",
+        ),
     ],
 )
 def test_bad_sizes_get_a_clear_error(kwargs, message, capsys):
     with pytest.raises(ppo.UsageError, match=message):
         ppo.main(ppo.Args(**kwargs))
     assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
+
+
+def test_track_logs_kl_beta_under_loss_kl(offline_wandb):
+    """Catches PPO-KL's adaptive beta missing from wandb."""
+    ppo.main(ppo.Args(track=True, loss="kl", total_timesteps=2048))
+    assert b"losses/kl_beta" in offline_wandb()

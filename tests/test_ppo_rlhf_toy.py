@@ -4,7 +4,6 @@ that tokens after EOS change nothing; that a short seeded run beats SFT on gold 
 clear errors."""
 
 import copy
-import json
 import subprocess
 import sys
 import types
@@ -12,7 +11,6 @@ import types
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import ppo_rlhf_toy as rl
 from conftest import ROOT
@@ -21,7 +19,8 @@ P = 5  # BOS + 3 prompt words + SEP
 
 
 def tiny_models(seed=0, value_model="reward"):
-    """A random SFT model, its LoRA policy, a reward model and a value model, as main() builds them."""
+    """A random SFT model, its LoRA policy, a reward model and a value model, as main() builds
+    them."""
     torch.manual_seed(seed)
     sft = rl.TinyLM(len(rl.VOCAB), P + 6, 32, 2, 4).requires_grad_(False)
     reward_model = rl.ScalarModel(rl.add_lora(copy.deepcopy(sft), 4, 8.0), 32)
@@ -54,15 +53,20 @@ def test_masked_mean_var_whiten_match_torch_on_the_unmasked_part():
     torch.testing.assert_close(rl.masked_mean(x, mask), kept.mean())
     torch.testing.assert_close(rl.masked_var(x, mask), kept.var(unbiased=False))
     whitened = rl.masked_whiten(x, mask)[mask.bool()]
-    torch.testing.assert_close(whitened, (kept - kept.mean()) / kept.std(unbiased=False), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(
+        whitened, (kept - kept.mean()) / kept.std(unbiased=False), rtol=1e-5, atol=1e-5
+    )
     rescaled = rl.masked_whiten(x, mask, shift_mean=False)[mask.bool()]
-    torch.testing.assert_close(rescaled.mean(), kept.mean(), rtol=1e-5, atol=1e-5)  # the mean is kept
+    # the mean is kept
+    torch.testing.assert_close(rescaled.mean(), kept.mean(), rtol=1e-5, atol=1e-5)
 
 
 def test_response_mask_ends_at_the_first_eos():
     responses = torch.tensor([[5, 6, rl.EOS, 0, 0], [rl.EOS, 0, 0, 0, 0], [5, 6, 7, 8, 9]])
-    torch.testing.assert_close(rl.response_mask(responses), torch.tensor(
-        [[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float))
+    torch.testing.assert_close(
+        rl.response_mask(responses),
+        torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.float),
+    )
     assert rl.last_index(rl.response_mask(responses)).tolist() == [2, 0, 4]
 
 
@@ -74,7 +78,8 @@ def test_k1_and_k3_estimate_the_exact_categorical_kl(distance):
     q_logits = p_logits + distance * torch.randn(5)
     logp, logq = p_logits.log_softmax(-1), q_logits.log_softmax(-1)
     exact = (logp.exp() * (logp - logq)).sum()  # KL(p || q)
-    samples = torch.multinomial(logp.exp(), 400_000, replacement=True)  # tokens drawn from the policy p
+    # tokens drawn from the policy p
+    samples = torch.multinomial(logp.exp(), 400_000, replacement=True)
     k1 = rl.kl_per_token(logp[samples], logq[samples], "k1")
     k3 = rl.kl_per_token(logp[samples], logq[samples], "k3")
     assert float(k1.mean()) == pytest.approx(float(exact), rel=0.03)
@@ -86,8 +91,8 @@ def test_k1_and_k3_estimate_the_exact_categorical_kl(distance):
 
 @pytest.mark.parametrize("distance", [0.05, 0.3, 1.0])
 def test_as_a_reward_k1_gives_the_exact_kl_gradient_and_k3_does_not(distance):
-    """E_pi[k(y) grad log pi(y)], the policy gradient of a per-token reward -k, computed exactly on a
-    6-token categorical, against the true grad KL(pi || pi_ref)."""
+    """E_pi[k(y) grad log pi(y)], the policy gradient of a per-token reward -k, computed exactly on
+    a 6-token categorical, against the true grad KL(pi || pi_ref)."""
     torch.manual_seed(0)
     ref_logits = torch.randn(6)
     theta = (ref_logits + distance * torch.randn(6)).requires_grad_(True)
@@ -102,13 +107,15 @@ def test_as_a_reward_k1_gives_the_exact_kl_gradient_and_k3_does_not(distance):
     torch.testing.assert_close(grads["k1"], true_grad, atol=1e-6, rtol=1e-5)
     assert grads["k3"].norm() < 0.5 * true_grad.norm()  # 1%, 9%, 43% of its size here
     assert torch.cosine_similarity(grads["k3"], true_grad, 0) < 0.5  # and another direction
-    assert "is not grad KL" in rl.kl_per_token.__doc__  # and the docstring says so, not "less noisy" alone
+    # and the docstring says so, not "less noisy" alone
+    assert "is not grad KL" in rl.kl_per_token.__doc__
 
 
 def test_per_sequence_rewards_sum_to_score_minus_beta_kl_with_the_score_at_eos():
     responses = torch.tensor([[5, 6, rl.EOS, 0], [5, rl.EOS, 0, 0], [5, 6, 7, 8]])
     mask = rl.response_mask(responses)
-    kl = torch.tensor([[0.1, 0.2, 0.3, 9.0], [0.5, -0.1, 9.0, 9.0], [0.1, 0.1, 0.1, 0.1]])  # 9: padding, ignored
+    # 9: padding, ignored
+    kl = torch.tensor([[0.1, 0.2, 0.3, 9.0], [0.5, -0.1, 9.0, 9.0], [0.1, 0.1, 0.1, 0.1]])
     scores = torch.tensor([1.0, 2.0, 3.0])
     rewards = rl.token_rewards(scores, kl, mask, beta=0.5)
     torch.testing.assert_close(rewards.sum(1), scores - 0.5 * (kl * mask).sum(1))
@@ -125,13 +132,18 @@ def brute_force_token_gae(rewards, values, mask, gamma, lam):
         n = int(mask[b].sum())
         v = list(values[b, :n]) + [0.0]  # V after the last token is 0
         for t in range(n):
-            adv[b, t] = sum((gamma * lam) ** (k - t) * (rewards[b, k] + gamma * v[k + 1] - v[k]) for k in range(t, n))
+            adv[b, t] = sum(
+                (gamma * lam) ** (k - t) * (rewards[b, k] + gamma * v[k + 1] - v[k])
+                for k in range(t, n)
+            )
     return adv
 
 
 def test_token_gae_matches_an_explicit_sum_and_lambda_one_is_reward_to_go_minus_v():
     torch.manual_seed(0)
-    responses = torch.tensor([[5, 6, 7, rl.EOS, 0, 0], [5, rl.EOS, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10]])
+    responses = torch.tensor(
+        [[5, 6, 7, rl.EOS, 0, 0], [5, rl.EOS, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10]]
+    )
     mask = rl.response_mask(responses)
     rewards, values = torch.randn(3, 6) * mask, torch.randn(3, 6)
     advantages, returns = rl.token_gae(rewards, values, mask, 0.9, 0.8)
@@ -151,16 +163,23 @@ def test_group_advantages_match_a_loop_over_each_group():
         others = torch.cat([group[: i % k], group[i % k + 1 :]])
         torch.testing.assert_close(rloo[i], scores[i] - others.mean())
         torch.testing.assert_close(grpo[i], (scores[i] - group.mean()) / (group.std() + 1e-8))
-    torch.testing.assert_close(rloo.view(2, 4).sum(1), torch.zeros(2), atol=1e-6, rtol=0)  # each group sums to 0
+    # each group sums to 0
+    torch.testing.assert_close(rloo.view(2, 4).sum(1), torch.zeros(2), atol=1e-6, rtol=0)
     torch.testing.assert_close(grpo.view(2, 4).std(1), torch.ones(2))
-    assert (rl.group_advantages(torch.ones(8), k, "grpo") == 0).all()  # a group of equal scores: no signal, no blow-up
+    # a group of equal scores: no signal, no blow-up
+    assert (rl.group_advantages(torch.ones(8), k, "grpo") == 0).all()
 
 
 def test_critic_free_advantage_is_the_group_advantage_plus_the_kl_to_go():
     responses = torch.tensor([[5, 6, rl.EOS, 0]] * 2 + [[5, rl.EOS, 0, 0]] * 2)
     mask = rl.response_mask(responses)
     kl, scores = torch.rand(4, 4) * mask, torch.tensor([1.0, 2.0, 0.0, 4.0])
-    batch = {"rewards": rl.token_rewards(scores, kl, mask, 0.5), "mask": mask, "scores": scores, "kl_rewards": -0.5 * kl}
+    batch = {
+        "rewards": rl.token_rewards(scores, kl, mask, 0.5),
+        "mask": mask,
+        "scores": scores,
+        "kl_rewards": -0.5 * kl,
+    }
     advantages, returns = rl.compute_advantages(batch, rl.Args(advantage="rloo", num_generations=2))
     assert returns is None
     expected = torch.tensor([-1.0, 1.0, -4.0, 4.0])[:, None] - 0.5 * kl.flip(1).cumsum(1).flip(1)
@@ -168,32 +187,48 @@ def test_critic_free_advantage_is_the_group_advantage_plus_the_kl_to_go():
 
 
 def test_adaptive_beta_moves_toward_the_target_and_is_clipped():
-    assert rl.adaptive_beta(0.1, kl=6.0, kl_target=6.0, n_responses=256, horizon=10_000) == pytest.approx(0.1)
-    assert rl.adaptive_beta(0.1, kl=100.0, kl_target=6.0, n_responses=1000, horizon=10_000) == pytest.approx(0.1 * 1.02)
-    assert rl.adaptive_beta(0.1, kl=0.0, kl_target=6.0, n_responses=1000, horizon=10_000) == pytest.approx(0.1 * 0.98)
+    assert rl.adaptive_beta(
+        0.1, kl=6.0, kl_target=6.0, n_responses=256, horizon=10_000
+    ) == pytest.approx(0.1)
+    assert rl.adaptive_beta(
+        0.1, kl=100.0, kl_target=6.0, n_responses=1000, horizon=10_000
+    ) == pytest.approx(0.1 * 1.02)
+    assert rl.adaptive_beta(
+        0.1, kl=0.0, kl_target=6.0, n_responses=1000, horizon=10_000
+    ) == pytest.approx(0.1 * 0.98)
 
 
 # --- losses ---
 def test_bradley_terry_loss_by_hand_and_its_sign_flip():
     chosen, rejected = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.5])
     # -log sigmoid(1) = 0.31326, -log sigmoid(-0.5) = 0.97408
-    assert float(rl.bradley_terry_loss(chosen, rejected)) == pytest.approx((0.313262 + 0.974077) / 2, abs=1e-5)
-    swapped = rl.bradley_terry_loss(rejected, chosen)  # -log sigmoid(-1) = 1.31326, -log sigmoid(.5) = 0.47408
+    assert float(rl.bradley_terry_loss(chosen, rejected)) == pytest.approx(
+        (0.313262 + 0.974077) / 2, abs=1e-5
+    )
+    # -log sigmoid(-1) = 1.31326, -log sigmoid(.5) = 0.47408
+    swapped = rl.bradley_terry_loss(rejected, chosen)
     assert float(swapped) == pytest.approx((1.313262 + 0.474077) / 2, abs=1e-5)
 
 
 def test_ppo_clip_and_value_losses_by_hand():
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     old = torch.zeros(1, 3)
-    new = torch.log(torch.tensor([[1.5, 0.5, 7.0]]))  # ratios 1.5 (clipped to 1.2), 0.5 (clipped to 0.8); 7: padding
+    # ratios 1.5 (clipped to 1.2), 0.5 (clipped to 0.8); 7: padding
+    new = torch.log(torch.tensor([[1.5, 0.5, 7.0]]))
     adv = torch.tensor([[1.0, -1.0, 5.0]])
     loss, clipfrac, _, ratio = rl.ppo_clip_loss(new, old, adv, mask, 0.2)
     # token 0: max(-1.5, -1.2) = -1.2 (clipped); token 1: max(0.5, 0.8) = 0.8 (clipped)
     assert float(loss) == pytest.approx((-1.2 + 0.8) / 2)
     assert float(clipfrac) == 1.0 and float(ratio) == pytest.approx(1.0)
-    values, old_values, returns = torch.tensor([[1.0, 0.0, 3.0]]), torch.zeros(1, 3), torch.tensor([[2.0, 1.0, 0.0]])
+    values, old_values, returns = (
+        torch.tensor([[1.0, 0.0, 3.0]]),
+        torch.zeros(1, 3),
+        torch.tensor([[2.0, 1.0, 0.0]]),
+    )
     # token 0: max((1-2)^2, (0.2-2)^2) = 3.24; token 1: max(1, 1) = 1
-    assert float(rl.clipped_value_loss(values, old_values, returns, mask, 0.2)) == pytest.approx(0.5 * (3.24 + 1) / 2)
+    assert float(rl.clipped_value_loss(values, old_values, returns, mask, 0.2)) == pytest.approx(
+        0.5 * (3.24 + 1) / 2
+    )
 
 
 # --- LoRA and the reference ---
@@ -208,7 +243,8 @@ def test_lora_policy_equals_the_reference_at_init_and_merging_changes_nothing():
     adapted = policy(tokens)
     assert not torch.allclose(adapted, sft(tokens))
     with rl.adapters_off(policy):
-        torch.testing.assert_close(policy(tokens), sft(tokens), rtol=0, atol=0)  # the reference: the base
+        # the reference: the base
+        torch.testing.assert_close(policy(tokens), sft(tokens), rtol=0, atol=0)
     merged = copy.deepcopy(policy)
     for block in merged.blocks:
         for name in ["qkv", "proj", "fc1", "fc2"]:
@@ -259,7 +295,8 @@ def test_generate_samples_from_the_tempered_softmax_and_pads_after_eos():
     assert (responses[mask == 0] == rl.PAD).all()
     assert not torch.isin(responses[mask == 1], torch.tensor([rl.PAD, rl.BOS, rl.SEP])).any()
     with torch.no_grad():
-        first = rl.response_log_softmax(sft(prompt_part[:1])[0, -1], 2.0).exp()  # the first token's distribution at T = 2
+        # the first token's distribution at T = 2
+        first = rl.response_log_softmax(sft(prompt_part[:1])[0, -1], 2.0).exp()
     counts = torch.bincount(responses[:, 0], minlength=len(rl.VOCAB)).float() / 4000
     torch.testing.assert_close(counts, first, atol=0.03, rtol=0)
 
@@ -271,18 +308,23 @@ def test_tokens_after_eos_change_no_logprob_value_score_or_loss(value_model):
     responses = torch.tensor([[5, 6, rl.EOS, 0, 0, 0], [7, rl.EOS, 0, 0, 0, 0]])
     tokens = torch.cat([rl.with_prompt(torch.tensor([[4, 5, 6], [7, 8, 9]])), responses], 1)
     other = responses.clone()
-    other[0, 3:], other[1, 2:] = torch.tensor([9, 10, 11]), torch.tensor([rl.EOS, 12, 4, 4])  # garbage after EOS
+    # garbage after EOS
+    other[0, 3:], other[1, 2:] = torch.tensor([9, 10, 11]), torch.tensor([rl.EOS, 12, 4, 4])
     other_tokens = torch.cat([tokens[:, :P], other], 1)
     mask = rl.response_mask(responses)
     torch.testing.assert_close(rl.response_mask(other), mask)
 
     def everything(tok, resp):
         logprobs, _, values = rl.policy_and_value(policy, critic, tok, resp, P, 1.0)
-        loss, *_ = rl.ppo_clip_loss(logprobs, logprobs.detach() - 0.1, torch.ones_like(logprobs), mask, 0.2)
-        vloss = rl.clipped_value_loss(values, values.detach() + 0.1, torch.zeros_like(values), mask, 0.2)
+        loss, *_ = rl.ppo_clip_loss(
+            logprobs, logprobs.detach() - 0.1, torch.ones_like(logprobs), mask, 0.2
+        )
+        vloss = rl.clipped_value_loss(
+            values, values.detach() + 0.1, torch.zeros_like(values), mask, 0.2
+        )
         return logprobs * mask, values * mask, rl.score(reward_model, tok, P), loss, vloss
 
-    for a, b in zip(everything(tokens, responses), everything(other_tokens, other)):
+    for a, b in zip(everything(tokens, responses), everything(other_tokens, other), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 
@@ -291,12 +333,19 @@ def test_first_ppo_minibatch_has_ratio_one_and_nothing_clipped():
     _, policy, _, critic = tiny_models()
     tokens, responses = random_batch(n=32)
     mask = rl.response_mask(responses)
-    with torch.no_grad():  # the rollout's pass over the whole batch, in minibatch-sized chunks as main() does ...
-        old_logprobs = torch.cat([rl.policy_and_value(policy, critic, tokens[c], responses[c], P, 1.0)[0]
-                                  for c in torch.arange(32).split(8)])
+    # the rollout's pass over the whole batch, in minibatch-sized chunks as main() does ...
+    with torch.no_grad():
+        old_logprobs = torch.cat(
+            [
+                rl.policy_and_value(policy, critic, tokens[c], responses[c], P, 1.0)[0]
+                for c in torch.arange(32).split(8)
+            ]
+        )
     idx = torch.randperm(32)[:8]  # ... and a shuffled minibatch of it before any step
     logprobs, _, _ = rl.policy_and_value(policy, critic, tokens[idx], responses[idx], P, 1.0)
-    _, clipfrac, approxkl, ratio = rl.ppo_clip_loss(logprobs, old_logprobs[idx], torch.randn(8, 6), mask[idx], 0.2)
+    _, clipfrac, approxkl, ratio = rl.ppo_clip_loss(
+        logprobs, old_logprobs[idx], torch.randn(8, 6), mask[idx], 0.2
+    )
     assert ratio.item() == 1.0 and approxkl.item() == 0.0 and clipfrac.item() == 0.0
 
 
@@ -311,12 +360,22 @@ def test_gold_prefers_fluent_responses_and_penalizes_a_missing_eos():
     assert language.gold_score(prompts, repeated).mean() < fluent.mean()
     no_eos = np.where(responses == rl.EOS, 4, responses)[:, :3]
     with_eos = np.concatenate([no_eos, np.full((500, 1), rl.EOS)], 1)
-    np.testing.assert_allclose(language.gold_score(prompts, with_eos) - language.gold_score(prompts, no_eos), 2.0)
+    np.testing.assert_allclose(
+        language.gold_score(prompts, with_eos) - language.gold_score(prompts, no_eos), 2.0
+    )
 
 
 # --- the whole loop ---
-SHORT = dict(sft_steps=400, rm_num_pairs=800, rm_epochs=3, num_updates=10, batch_size=128, eval_every=5, eval_prompts=256,
-             best_of_n=0)
+SHORT = dict(
+    sft_steps=400,
+    rm_num_pairs=800,
+    rm_epochs=3,
+    num_updates=10,
+    batch_size=128,
+    eval_every=5,
+    eval_prompts=256,
+    best_of_n=0,
+)
 
 
 def test_short_run_beats_sft_on_gold_and_proxy_at_a_finite_kl(capsys):
@@ -331,8 +390,20 @@ def test_short_run_beats_sft_on_gold_and_proxy_at_a_finite_kl(capsys):
     assert "global_step=128, episodic_return=" in out
 
 
-TINY = dict(sft_steps=10, sft_batch_size=32, rm_num_pairs=32, rm_epochs=1, rm_batch_size=16, num_updates=2,
-            batch_size=16, num_minibatches=2, eval_every=1, eval_prompts=16, best_of_n=4, d_model=32)
+TINY = dict(
+    sft_steps=10,
+    sft_batch_size=32,
+    rm_num_pairs=32,
+    rm_epochs=1,
+    rm_batch_size=16,
+    num_updates=2,
+    batch_size=16,
+    num_minibatches=2,
+    eval_every=1,
+    eval_prompts=16,
+    best_of_n=4,
+    d_model=32,
+)
 
 
 def test_same_seed_gives_the_same_result():
@@ -344,8 +415,14 @@ def test_same_seed_gives_the_same_result():
 def test_evaluating_more_often_changes_no_training_figure_and_no_final_score(capsys):
     runs = []
     for eval_every in [5, 20]:
-        result = rl.main(rl.Args(seed=2, **{**TINY, "num_updates": 20, "ppo_epochs": 1, "eval_every": eval_every}))
-        training = [line for line in capsys.readouterr().out.splitlines() if line.startswith("global_step=")]
+        result = rl.main(
+            rl.Args(
+                seed=2, **{**TINY, "num_updates": 20, "ppo_epochs": 1, "eval_every": eval_every}
+            )
+        )
+        training = [
+            line for line in capsys.readouterr().out.splitlines() if line.startswith("global_step=")
+        ]
         runs.append((training, result["final"], result["sft"], result["best_of_n"]))
     assert len(runs[0][0]) == 20 and runs[0] == runs[1]
 
@@ -354,20 +431,30 @@ def test_evaluating_more_often_changes_no_training_figure_and_no_final_score(cap
 def test_critic_free_methods_run_with_three_models_and_no_value_loss(advantage, monkeypatch):
     logged = fake_wandb(monkeypatch)
     result = rl.main(rl.Args(advantage=advantage, track=True, **TINY))
-    assert result["method"] == advantage and result["models"] == 3 and np.isfinite(result["final"]["gold_score"])
+    assert (
+        result["method"] == advantage
+        and result["models"] == 3
+        and np.isfinite(result["final"]["gold_score"])
+    )
     assert "loss/value_avg" not in logged[-1] and "loss/policy_avg" in logged[-1]
 
 
 def test_shared_value_head_and_k3_and_adaptive_beta_run():
-    result = rl.main(rl.Args(value_model="shared", kl_estimator="k3", kl_target=1.0, whiten_rewards=True, **TINY))
+    result = rl.main(
+        rl.Args(value_model="shared", kl_estimator="k3", kl_target=1.0, whiten_rewards=True, **TINY)
+    )
     assert np.isfinite(result["final"]["gold_score"]) and np.isfinite(result["final"]["kl"])
 
 
 def fake_wandb(monkeypatch) -> list:
     """Stand in for wandb: main() imports it, and every dict it logs lands in the returned list."""
     logged = []
-    module = types.SimpleNamespace(init=lambda **kw: None, finish=lambda: None, Table=lambda **kw: None,
-                                   log=lambda metrics, step: logged.append(metrics))
+    module = types.SimpleNamespace(
+        init=lambda **kw: None,
+        finish=lambda: None,
+        Table=lambda **kw: None,
+        log=lambda metrics, step: logged.append(metrics),
+    )
     monkeypatch.setitem(sys.modules, "wandb", module)
     return logged
 
@@ -375,13 +462,20 @@ def fake_wandb(monkeypatch) -> list:
 def test_logged_metrics_have_trl_meanings_also_with_whitened_rewards(monkeypatch, capsys):
     logged = fake_wandb(monkeypatch)
     rl.main(rl.Args(track=True, whiten_rewards=True, **{**TINY, "num_updates": 3}))
-    returns = [float(line.split("episodic_return=")[1]) for line in capsys.readouterr().out.splitlines()
-               if line.startswith("global_step=")]
-    for metrics, printed in zip(logged, returns):
+    returns = [
+        float(line.split("episodic_return=")[1])
+        for line in capsys.readouterr().out.splitlines()
+        if line.startswith("global_step=")
+    ]
+    for metrics, printed in zip(logged, returns, strict=True):
         # the return is score - beta * KL of the rollout, not a sum of whitened rewards
         assert metrics["objective/rlhf_reward"] == pytest.approx(
-            metrics["objective/scores"] - metrics["objective/beta"] * metrics["objective/kl"], abs=1e-5)
-        assert metrics["objective/non_score_reward"] == pytest.approx(-0.3 * metrics["objective/kl"], abs=1e-5)
+            metrics["objective/scores"] - metrics["objective/beta"] * metrics["objective/kl"],
+            abs=1e-5,
+        )
+        assert metrics["objective/non_score_reward"] == pytest.approx(
+            -0.3 * metrics["objective/kl"], abs=1e-5
+        )
         assert printed == pytest.approx(metrics["objective/rlhf_reward"], abs=1e-4)
         # objective/entropy sums -log pi over a response's tokens; policy/entropy_avg is per token
         assert metrics["objective/entropy"] > 2 * metrics["policy/entropy_avg"] > 0
@@ -394,9 +488,17 @@ def test_evaluation_scores_the_proxy_with_the_missing_eos_penalty():
     with torch.no_grad():
         policy.lm_head.bias[rl.EOS] = -1e9  # this policy never ends a response
     prompts = torch.randint(4, len(rl.VOCAB), (16, 3))
-    proxy = [rl.evaluate(policy, reward_model, rl.ToyLanguage(0), prompts, rl.Args(max_response_len=6,
-                                                                                 missing_eos_penalty=p), set())
-             for p in [0.0, 1.0]]
+    proxy = [
+        rl.evaluate(
+            policy,
+            reward_model,
+            rl.ToyLanguage(0),
+            prompts,
+            rl.Args(max_response_len=6, missing_eos_penalty=p),
+            set(),
+        )
+        for p in [0.0, 1.0]
+    ]
     assert proxy[0]["eos_rate"] == 0.0
     assert proxy[1]["proxy_score"] == pytest.approx(proxy[0]["proxy_score"] - 1.0, abs=1e-5)
 
@@ -404,19 +506,37 @@ def test_evaluation_scores_the_proxy_with_the_missing_eos_penalty():
 def test_best_of_n_keeps_the_proxys_best_and_has_the_analytic_kl():
     sft, _, reward_model, _ = tiny_models()
     prompts = torch.randint(4, len(rl.VOCAB), (64, 3))
-    frontier = rl.best_of_n(sft, reward_model, rl.ToyLanguage(0), prompts, rl.Args(max_response_len=6, best_of_n=10))
+    frontier = rl.best_of_n(
+        sft, reward_model, rl.ToyLanguage(0), prompts, rl.Args(max_response_len=6, best_of_n=10)
+    )
     assert [row["n"] for row in frontier] == [1, 2, 4, 8]
-    assert [row["kl"] for row in frontier] == pytest.approx([0.0, np.log(2) - 0.5, np.log(4) - 0.75, np.log(8) - 0.875])
+    assert [row["kl"] for row in frontier] == pytest.approx(
+        [0.0, np.log(2) - 0.5, np.log(4) - 0.75, np.log(8) - 0.875]
+    )
     proxies = [row["proxy"] for row in frontier]
-    assert proxies == sorted(proxies) and proxies[-1] > proxies[0]  # the best of more samples scores higher
+    # the best of more samples scores higher
+    assert proxies == sorted(proxies) and proxies[-1] > proxies[0]
 
 
 def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
     rl.main(rl.Args(track=True, **{**TINY, "num_updates": 1}))
     data = offline_wandb()
-    for key in [b"objective/kl", b"objective/entropy", b"objective/scores", b"objective/rlhf_reward",
-                b"objective/non_score_reward", b"policy/entropy_avg", b"policy/approxkl_avg", b"policy/clipfrac_avg",
-                b"loss/policy_avg", b"loss/value_avg", b"val/ratio", b"eval/gold_score", b"eval/proxy_score", b"eval/kl"]:
+    for key in [
+        b"objective/kl",
+        b"objective/entropy",
+        b"objective/scores",
+        b"objective/rlhf_reward",
+        b"objective/non_score_reward",
+        b"policy/entropy_avg",
+        b"policy/approxkl_avg",
+        b"policy/clipfrac_avg",
+        b"loss/policy_avg",
+        b"loss/value_avg",
+        b"val/ratio",
+        b"eval/gold_score",
+        b"eval/proxy_score",
+        b"eval/kl",
+    ]:
         assert key in data
 
 
@@ -425,7 +545,10 @@ def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
     "kwargs, message",
     [
         (dict(max_response_len=0), "--max-response-len must be at least 1"),
-        (dict(batch_size=100, num_minibatches=3), "--batch-size \\(100\\) must be divisible by --num-minibatches \\(3\\)"),
+        (
+            dict(batch_size=100, num_minibatches=3),
+            "--batch-size \\(100\\) must be divisible by --num-minibatches \\(3\\)",
+        ),
         (dict(lora_rank=0), "--lora-rank must be at least 1"),
         (dict(beta=-0.1), "--beta must be >= 0"),
         (dict(temperature=0.0), "--temperature must be > 0"),
@@ -433,9 +556,14 @@ def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
         (dict(kl_target=0.0), "--kl-target must be > 0"),
         (dict(kl_target=6.0, beta=0.0), "--kl-target needs --beta > 0"),
         (dict(eval_prompts=1), "--eval-prompts must be at least 2"),
-        (dict(advantage="grpo", num_generations=1), "--advantage grpo needs --num-generations >= 2"),
-        (dict(batch_size=100, num_minibatches=2, num_generations=8),
-         "--batch-size \\(100\\) must be divisible by --num-generations \\(8\\)"),
+        (
+            dict(advantage="grpo", num_generations=1),
+            "--advantage grpo needs --num-generations >= 2",
+        ),
+        (
+            dict(batch_size=100, num_minibatches=2, num_generations=8),
+            "--batch-size \\(100\\) must be divisible by --num-generations \\(8\\)",
+        ),
         (dict(best_of_n=-1), "--best-of-n must be >= 0"),
     ],
 )
@@ -446,7 +574,12 @@ def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
 
 
 def test_cli_error_is_one_line_and_beta_zero_is_allowed():
-    bad = subprocess.run([sys.executable, "ppo_rlhf_toy.py", "--lora-rank", "0"], cwd=ROOT, capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "ppo_rlhf_toy.py", "--lora-rank", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1
     assert bad.stderr.strip() == "ppo_rlhf_toy.py: error: --lora-rank must be at least 1, got 0"
     rl.check_args(rl.Args(beta=0.0))  # no error: it is how one sees reward hacking

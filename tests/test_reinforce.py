@@ -1,16 +1,12 @@
 """Tests of reinforce.py: returns and the loss against hand computation, episode collection
 on gymnasium 1.x, that it learns, save/evaluate, wandb offline, and the clear errors."""
 
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
 
 import reinforce
-from conftest import ROOT
 
 
 # --- returns against explicit sums ---
@@ -25,7 +21,9 @@ def test_reward_to_go_bootstraps_from_the_last_value():
     rewards = np.array([1.0, 1.0, 1.0])
     gamma, v_final = 0.5, 8.0
     # G_2 = 1 + 0.5*8 = 5; G_1 = 1 + 0.5*5 = 3.5; G_0 = 1 + 0.5*3.5 = 2.75
-    np.testing.assert_allclose(reinforce.reward_to_go(rewards, gamma, last_value=v_final), [2.75, 3.5, 5.0])
+    np.testing.assert_allclose(
+        reinforce.reward_to_go(rewards, gamma, last_value=v_final), [2.75, 3.5, 5.0]
+    )
 
 
 def test_total_return_weights_every_step_by_the_discounted_episode_return():
@@ -33,7 +31,8 @@ def test_total_return_weights_every_step_by_the_discounted_episode_return():
     gamma = 0.5
     g0 = 1.0 + 0.5 * 2.0 + 0.25 * 3.0
     np.testing.assert_allclose(reinforce.total_return(rewards, gamma), [g0, g0, g0])
-    np.testing.assert_allclose(reinforce.total_return(rewards, 1.0), [6.0, 6.0, 6.0])  # gamma=1: the plain sum
+    # gamma=1: the plain sum
+    np.testing.assert_allclose(reinforce.total_return(rewards, 1.0), [6.0, 6.0, 6.0])
 
 
 def test_policy_gradient_loss_on_a_two_step_batch_by_hand():
@@ -41,18 +40,25 @@ def test_policy_gradient_loss_on_a_two_step_batch_by_hand():
     logprobs = torch.log(torch.tensor([0.25, 0.75]))  # a_0 = 0, a_1 = 1
     weights = torch.tensor([2.0, -1.0])
     # L = -(2*ln(1/4) + (-1)*ln(3/4)) / 2 = (2*1.386294 - 0.287682) / 2 = 1.242453
-    assert reinforce.policy_gradient_loss(logprobs, weights).item() == pytest.approx(1.242453, abs=1e-6)
+    assert reinforce.policy_gradient_loss(logprobs, weights).item() == pytest.approx(
+        1.242453, abs=1e-6
+    )
 
 
 def test_a_baseline_leaves_the_expected_policy_gradient_unchanged():
-    # E_a~pi[ grad log pi(a) * b ] = b * grad sum_a pi(a) = 0: the exact expectation over a 3-action softmax
+    # E_a~pi[ grad log pi(a) * b ] = b * grad sum_a pi(a) = 0: the exact expectation over a 3-action
+    # softmax
     logits = torch.tensor([0.3, -1.0, 0.8], requires_grad=True)
-    weights = torch.tensor([1.0, 4.0, -2.0])  # the weight (e.g. reward-to-go) that each action would get
+    # the weight (e.g. reward-to-go) that each action would get
+    weights = torch.tensor([1.0, 4.0, -2.0])
 
     def expected_gradient(baseline: float) -> torch.Tensor:
         pi = logits.softmax(-1).detach()
         logp = logits.log_softmax(-1)
-        loss = sum(pi[a] * reinforce.policy_gradient_loss(logp[a:a + 1], weights[a:a + 1] - baseline) for a in range(3))
+        loss = sum(
+            pi[a] * reinforce.policy_gradient_loss(logp[a : a + 1], weights[a : a + 1] - baseline)
+            for a in range(3)
+        )
         return torch.autograd.grad(loss, logits)[0]
 
     torch.testing.assert_close(expected_gradient(0.0), expected_gradient(5.0))
@@ -61,36 +67,22 @@ def test_a_baseline_leaves_the_expected_policy_gradient_unchanged():
 
 
 def test_policy_gradient_loss_gradient_on_the_logits_by_hand():
-    # d/dlogits of -w*log softmax(logits)[a] = -w*(onehot(a) - pi); for one step, pi = (1/4, 3/4), a = 0, w = 2
+    # d/dlogits of -w*log softmax(logits)[a] = -w*(onehot(a) - pi);
+    # for one step, pi = (1/4, 3/4), a = 0, w = 2
     logits = torch.tensor([[0.0, np.log(3.0)]], requires_grad=True)
     logprob = logits.log_softmax(-1)[:, 0]
     reinforce.policy_gradient_loss(logprob, torch.tensor([2.0])).backward()
     np.testing.assert_allclose(logits.grad.numpy(), [[-2.0 * 0.75, 2.0 * 0.75]], rtol=1e-6)
 
 
-def test_log_prob_matches_torch_distributions():
-    torch.manual_seed(0)
-    obs = torch.randn(6, 3)
-    agent = reinforce.Agent(3, gym.spaces.Discrete(4))
-    actions = torch.tensor([0, 1, 2, 3, 1, 0])
-    reference = torch.distributions.Categorical(logits=agent.actor(obs)).log_prob(actions)
-    torch.testing.assert_close(agent.log_prob_entropy(agent.dist_params(obs), actions)[0], reference)
-    agent = reinforce.Agent(3, gym.spaces.Box(-1, 1, (2,)))
-    with torch.no_grad():
-        agent.actor_logstd.copy_(torch.tensor([-0.5, 0.3]))
-    actions = torch.randn(6, 2)
-    normal = torch.distributions.Normal(agent.actor(obs), agent.actor_logstd.exp())
-    log_prob, entropy = agent.log_prob_entropy(agent.dist_params(obs), actions)
-    torch.testing.assert_close(log_prob, normal.log_prob(actions).sum(-1))
-    torch.testing.assert_close(entropy, normal.entropy().sum(-1))
-
-
 # --- it learns, and round-trips through save/evaluate ---
 def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    # Default args but a shorter budget (the first 60k steps of the full run: nothing anneals). Seed 1 reaches 475
-    # at 18k steps; seeds 1-10 of the full run all end at 500 and evaluate at 488-500.
-    result = reinforce.main(reinforce.Args(seed=1, save_model=True, total_timesteps=60_000, eval_episodes=3))
+    # Default args but a shorter budget: nothing anneals by default, so these are the first 60k
+    # steps of the full run (seed 1 ends them at 500).
+    result = reinforce.main(
+        reinforce.Args(seed=1, save_model=True, total_timesteps=60_000, eval_episodes=3)
+    )
     assert result["mean_return_last10"] >= 475  # random play: about 20
     assert result["eval_mean_return"] >= 475
     returns_a = reinforce.evaluate(result["model_path"], eval_episodes=2, seed=5)
@@ -99,8 +91,15 @@ def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch
 
 def test_pendulum_smoke_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    result = reinforce.main(reinforce.Args(env_id="Pendulum-v1", total_timesteps=4000, num_episodes=4, save_model=True,
-                                           eval_episodes=1))
+    result = reinforce.main(
+        reinforce.Args(
+            env_id="Pendulum-v1",
+            total_timesteps=4000,
+            num_episodes=4,
+            save_model=True,
+            eval_episodes=1,
+        )
+    )
     assert result["global_step"] == 4000  # 2 batches of 4 episodes of 200 steps
     assert np.isfinite(result["mean_return_last10"]) and np.isfinite(result["eval_mean_return"])
 
@@ -109,10 +108,10 @@ def test_each_batch_is_whole_episodes_and_only_those(capsys):
     # Every printed episode is one env's whole episode: the step counts add up exactly.
     reinforce.main(reinforce.Args(seed=2, total_timesteps=2000, num_episodes=4))
     out = capsys.readouterr().out
-    lines = [l for l in out.splitlines() if "episodic_return=" in l]
-    returns = [float(l.split("episodic_return=")[1]) for l in lines]
-    steps = [int(l.split(",")[0].split("=")[1]) for l in lines]
-    # CartPole pays 1 per step, so the returns are the episode lengths and they sum to the step count.
+    lines = [line for line in out.splitlines() if "episodic_return=" in line]
+    returns = [float(line.split("episodic_return=")[1]) for line in lines]
+    steps = [int(line.split(",")[0].split("=")[1]) for line in lines]
+    # CartPole pays 1 per step: the returns are the episode lengths and sum to the step count.
     assert sum(returns) == steps[-1]
     assert len(lines) % 4 == 0
 
@@ -120,7 +119,8 @@ def test_each_batch_is_whole_episodes_and_only_those(capsys):
 def test_same_seed_gives_identical_episodes(capsys):
     def episode_lines(seed):
         reinforce.main(reinforce.Args(seed=seed, total_timesteps=3000))
-        return [l for l in capsys.readouterr().out.splitlines() if "episodic_return=" in l]
+        lines = capsys.readouterr().out.splitlines()
+        return [line for line in lines if "episodic_return=" in line]
 
     first, second, other = episode_lines(3), episode_lines(3), episode_lines(4)
     assert len(first) > 20 and first == second
@@ -130,7 +130,12 @@ def test_same_seed_gives_identical_episodes(capsys):
 def test_track_writes_an_offline_wandb_run(offline_wandb):
     reinforce.main(reinforce.Args(track=True, total_timesteps=1000))
     data = offline_wandb()
-    for key in [b"charts/episodic_return", b"losses/policy_loss", b"losses/value_loss", b"charts/SPS"]:
+    for key in [
+        b"charts/episodic_return",
+        b"losses/policy_loss",
+        b"losses/value_loss",
+        b"charts/SPS",
+    ]:
         assert key in data
 
 
@@ -162,3 +167,43 @@ def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
     with pytest.raises(reinforce.UsageError, match=message):
         reinforce.main(reinforce.Args(**kwargs))
     assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
+
+
+# --- the bootstrap at a time limit: only reward-to-go fitted by V uses V(s_T) ---
+gym.register(
+    "rlref/ShortCartPole-v0",
+    entry_point="gymnasium.envs.classic_control.cartpole:CartPoleEnv",
+    max_episode_steps=8,
+)
+
+
+@pytest.mark.parametrize(
+    "weight, baseline, bootstraps",
+    [
+        ("reward-to-go", "value", True),
+        ("total", "value", False),
+        ("reward-to-go", "mean", False),
+        ("reward-to-go", "none", False),
+    ],
+)
+def test_only_reward_to_go_with_a_learned_v_bootstraps_a_truncation(
+    weight, baseline, bootstraps, monkeypatch
+):
+    """Catches V(s_T) added to a truncated episode's weights where V estimates no reward-to-go
+    (with `--weight total`, V regresses on whole-episode returns) or where there is no V at all.
+    CartPole cut at 8 steps: almost every episode is truncated."""
+    last_values = []
+    weight_fns = {"reward-to-go": reinforce.reward_to_go, "total": reinforce.total_return}
+    real = weight_fns[weight]
+
+    def spy(rewards, gamma, last_value=0.0):
+        last_values.append(float(last_value))
+        return real(rewards, gamma, last_value)
+
+    monkeypatch.setattr(
+        reinforce, "reward_to_go" if weight == "reward-to-go" else "total_return", spy
+    )
+    args = reinforce.Args(env_id="rlref/ShortCartPole-v0", total_timesteps=400)
+    reinforce.main(reinforce.Args(**{**vars(args), "weight": weight, "baseline": baseline}))
+    assert len(last_values) >= 40
+    assert (np.count_nonzero(last_values) > len(last_values) // 2) == bootstraps
