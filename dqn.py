@@ -315,7 +315,7 @@ def main(args: Args) -> dict:
     # --- seeding: torch (initial weights), numpy (exploration and replay sampling), the envs ---
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    torch.set_num_threads(1)  # small networks: one thread is faster
+    torch.set_num_threads(1)  # the networks are small: see benchmarks/README.md
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim = envs.single_observation_space.shape[0]
     num_actions = int(envs.single_action_space.n)

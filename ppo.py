@@ -35,7 +35,7 @@ class Args:
     exp_name: str = os.path.basename(__file__)[: -len(".py")]
     """the name of this experiment (part of the run name)"""
     seed: int = 1
-    """seed of the experiment (torch, numpy and the environments)"""
+    """seed of the experiment (torch and the environments)"""
     cuda: bool = False
     """if toggled, run the networks on the GPU"""
     track: bool = False
@@ -373,7 +373,7 @@ def main(args: Args) -> dict:
 
     # --- seeding: torch (initial weights and the sampled actions), the envs ---
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # small networks: one thread is faster
+    torch.set_num_threads(1)  # the networks are small: see benchmarks/README.md
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim = envs.single_observation_space.shape[0]
     action_space = envs.single_action_space
