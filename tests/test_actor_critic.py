@@ -36,6 +36,7 @@ def test_value_loss_by_hand():
 
 
 # --- it learns, reproducibly, and round-trips through save/evaluate ---
+@pytest.mark.slow  # a learning threshold
 def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     # Default args but a shorter budget: the learning rate is constant by default, so the first
@@ -49,6 +50,7 @@ def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch
     assert returns == actor_critic.evaluate(result["model_path"], eval_episodes=2, seed=5)
 
 
+@pytest.mark.slow  # a learning threshold
 def test_shared_trunk_learns_cartpole(capsys):
     actor_critic.main(actor_critic.Args(seed=1, shared_trunk=True, total_timesteps=40_000))
     # random play: about 20; seed 1 reaches 84 here

@@ -76,6 +76,7 @@ def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
 
 
 # --- it learns, and round-trips through save/evaluate ---
+@pytest.mark.slow  # a learning threshold
 def test_cartpole_learns_and_the_greedy_policy_holds_up(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     # Huber learns CartPole in fewer steps, which keeps this test short; the default MSE needs ~40k

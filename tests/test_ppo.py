@@ -83,6 +83,7 @@ def best_mean10(stdout: str) -> float:
     return max(np.mean(returns[i - 10 : i]) for i in range(10, len(returns) + 1))
 
 
+@pytest.mark.slow  # a learning threshold
 def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     # default args (seeds 1-10 all end at 500)
@@ -95,6 +96,7 @@ def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch
     assert returns_a == returns_b
 
 
+@pytest.mark.slow  # a learning threshold
 def test_pendulum_improves_and_saves_its_normalization(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = ppo.Args(
@@ -132,6 +134,7 @@ def test_same_seed_gives_identical_episodes(capsys):
     assert first != other
 
 
+@pytest.mark.slow  # a learning threshold
 def test_kl_penalty_variant_learns_cartpole(capsys):
     ppo.main(ppo.Args(seed=1, loss="kl", total_timesteps=40_960))
     # random play: about 20. (Seeds 1-8 reach 224-500; the last 10 episodes are a noisier figure:

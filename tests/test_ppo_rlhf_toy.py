@@ -378,6 +378,7 @@ SHORT = dict(
 )
 
 
+@pytest.mark.slow  # a learning threshold
 def test_short_run_beats_sft_on_gold_and_proxy_at_a_finite_kl(capsys):
     result = rl.main(rl.Args(seed=1, **SHORT))
     final, sft = result["final"], result["sft"]

@@ -76,6 +76,7 @@ def test_policy_gradient_loss_gradient_on_the_logits_by_hand():
 
 
 # --- it learns, and round-trips through save/evaluate ---
+@pytest.mark.slow  # a learning threshold
 def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     # Default args but a shorter budget: nothing anneals by default, so these are the first 60k

@@ -1,0 +1,474 @@
+"""Planted bugs: does a fast test fail when one line of a script is changed the way a careless
+edit changes it?
+
+Each mutant below replaces one exact piece of text, found once in its script, with another. For
+each, the tracked files are copied to a scratch folder, the mutant is applied there, and that
+script's fast tests run (`-m "not slow"`: no learning-threshold test). A mutant is killed when a
+test fails, and survives when all pass. The score is killed / all.
+
+    python benchmarks/mutants.py                     # all mutants, 2 at a time
+    python benchmarks/mutants.py --only ppo.py       # one script's
+    python benchmarks/mutants.py --out benchmarks/results/mutants.md
+
+Surviving mutants are listed in benchmarks/README.md, each with the reason it survives.
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# (script, what the bug is, the text it replaces, the text it puts there)
+MUTANTS = [
+    # --- reinforce.py ---
+    (
+        "reinforce.py",
+        "no bootstrap at a time limit",
+        "truncated_at_end[i] = not terminated[i]",
+        "truncated_at_end[i] = False",
+    ),
+    (
+        "reinforce.py",
+        "bootstrap after a termination too",
+        "truncated_at_end[i] = not terminated[i]",
+        "truncated_at_end[i] = True",
+    ),
+    (
+        "reinforce.py",
+        "s_T taken from the next episode's first obs",
+        "final_obs[i] = next_obs[i]",
+        "final_obs[i] = obs[i]",
+    ),
+    (
+        "reinforce.py",
+        "reward-to-go without gamma",
+        "running = rewards[t] + gamma * running",
+        "running = rewards[t] + running",
+    ),
+    (
+        "reinforce.py",
+        "--weight total ignored",
+        'weight_fn = total_return if args.weight == "total" else reward_to_go',
+        "weight_fn = reward_to_go",
+    ),
+    (
+        "reinforce.py",
+        "--baseline mean subtracts nothing",
+        "advantages = b_weights - b_weights.mean()",
+        "advantages = b_weights",
+    ),
+    (
+        "reinforce.py",
+        "--baseline value subtracts nothing",
+        "advantages = b_weights - torch.as_tensor(values, device=device)",
+        "advantages = b_weights",
+    ),
+    (
+        "reinforce.py",
+        "policy-gradient loss with the wrong sign",
+        "return -(weights * logprobs).mean()",
+        "return (weights * logprobs).mean()",
+    ),
+    (
+        "reinforce.py",
+        "evaluate without the saved normalization",
+        "obs_tensor = torch.as_tensor(normalizer.obs(obs))",
+        "obs_tensor = torch.as_tensor(obs.astype(np.float32))",
+    ),
+    (
+        "reinforce.py",
+        "the discounted return for reward scaling carries over between batches",
+        "self.discounted_return[:] = 0.0",
+        "pass",
+    ),
+    (
+        "reinforce.py",
+        "V fitted to the batch's mean weight",
+        "v_loss = value_loss(agent.value(b_obs), b_weights)",
+        "v_loss = value_loss(agent.value(b_obs), b_weights.mean())",
+    ),
+    # --- actor_critic.py ---
+    (
+        "actor_critic.py",
+        "no bootstrap at all (next_values * 0)",
+        "next_values = next_values * (1.0 - terminated_buf)",
+        "next_values = next_values * 0",
+    ),
+    (
+        "actor_critic.py",
+        "bootstrap masked by dones (no bootstrap at a time limit)",
+        "next_values = next_values * (1.0 - terminated_buf)",
+        "next_values = next_values * (1.0 - dones_buf)",
+    ),
+    (
+        "actor_critic.py",
+        "bootstrap from the next episode's first obs",
+        "next_obs = true_next_obs(raw_obs, done, info)",
+        "next_obs = raw_obs",
+    ),
+    (
+        "actor_critic.py",
+        "GAE leaks across episode ends",
+        "last = deltas[t] + gamma * lam * (1.0 - dones[t]) * last",
+        "last = deltas[t] + gamma * lam * last",
+    ),
+    (
+        "actor_critic.py",
+        "value target is the advantage",
+        "returns = advantages + values",
+        "returns = advantages",
+    ),
+    (
+        "actor_critic.py",
+        "--norm-adv does not scale",
+        "b_advantages = b_advantages / (b_advantages.std() + 1e-8)",
+        "b_advantages = b_advantages",
+    ),
+    (
+        "actor_critic.py",
+        "entropy bonus with the wrong sign",
+        "loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss",
+        "loss = pg_loss + args.ent_coef * entropy_loss + args.vf_coef * v_loss",
+    ),
+    (
+        "actor_critic.py",
+        "evaluate without the saved normalization",
+        "obs_tensor = torch.as_tensor(normalizer.obs(obs))",
+        "obs_tensor = torch.as_tensor(obs.astype(np.float32))",
+    ),
+    (
+        "actor_critic.py",
+        "observations divided by the variance, not the std",
+        "obs = (raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)",
+        "obs = (raw_obs - self.obs_rms.mean) / (self.obs_rms.var + 1e-8)",
+    ),
+    (
+        "actor_critic.py",
+        "discounted return for reward scaling not reset at an episode end",
+        "self.discounted_return[done] = 0.0",
+        "pass",
+    ),
+    (
+        "actor_critic.py",
+        "terminated stored as done",
+        "terminated_buf[step] = terminated",
+        "terminated_buf[step] = done",
+    ),
+    # --- dqn.py ---
+    (
+        "dqn.py",
+        "the replay buffer stores the reset obs as s'",
+        "buffer.add(obs, true_next_obs(raw_obs, done, info), actions, reward, terminated)",
+        "buffer.add(obs, raw_obs, actions, reward, terminated)",
+    ),
+    (
+        "dqn.py",
+        "the replay buffer stores done as terminated (no bootstrap at a time limit)",
+        "buffer.add(obs, true_next_obs(raw_obs, done, info), actions, reward, terminated)",
+        "buffer.add(obs, true_next_obs(raw_obs, done, info), actions, reward, done)",
+    ),
+    (
+        "dqn.py",
+        "--double-dqn ignored (never double)",
+        "next_q_online = q_network(b_next_obs) if args.double_dqn else None",
+        "next_q_online = None",
+    ),
+    (
+        "dqn.py",
+        "--no-double-dqn ignored (always double)",
+        "next_q_online = q_network(b_next_obs) if args.double_dqn else None",
+        "next_q_online = q_network(b_next_obs)",
+    ),
+    (
+        "dqn.py",
+        "the target computed with the online network",
+        "next_q_target = target_network(b_next_obs)",
+        "next_q_target = q_network(b_next_obs)",
+    ),
+    (
+        "dqn.py",
+        "td_target bootstraps after a termination",
+        "return rewards + gamma * (1.0 - terminated) * next_value",
+        "return rewards + gamma * next_value",
+    ),
+    (
+        "dqn.py",
+        "double DQN picks the action with the target network",
+        "best = next_q_online.argmax(-1, keepdim=True)",
+        "best = next_q_target.argmax(-1, keepdim=True)",
+    ),
+    (
+        "dqn.py",
+        "Polyak update with 1 - tau",
+        "target_param.lerp_(param, args.tau)",
+        "target_param.lerp_(param, 1.0 - args.tau)",
+    ),
+    (
+        "dqn.py",
+        "Q(s, a) of the greedy action, not of the stored one",
+        "q_taken = q_values.gather(-1, b_actions.unsqueeze(-1)).squeeze(-1)",
+        "q_taken = q_values.max(-1).values",
+    ),
+    (
+        "dqn.py",
+        "epsilon-greedy explores with probability 1 - epsilon",
+        "explore = rng.random(len(greedy)) < epsilon",
+        "explore = rng.random(len(greedy)) > epsilon",
+    ),
+    (
+        "dqn.py",
+        "the buffer samples rows never written",
+        "rows = self.rng.integers(0, self.size, batch_size)",
+        "rows = self.rng.integers(0, self.capacity, batch_size)",
+    ),
+    # --- ppo.py ---
+    (
+        "ppo.py",
+        "bootstrap from the next episode's first obs (next_obs = raw_obs)",
+        "next_obs = true_next_obs(raw_obs, done, info)",
+        "next_obs = raw_obs",
+    ),
+    (
+        "ppo.py",
+        "bootstrap masked by dones instead of terminated",
+        "next_values = next_values * (1.0 - terminated_buf)",
+        "next_values = next_values * (1.0 - dones_buf)",
+    ),
+    (
+        "ppo.py",
+        "evaluate without the saved normalization",
+        "obs_tensor = torch.as_tensor(normalizer.obs(obs))",
+        "obs_tensor = torch.as_tensor(obs.astype(np.float32))",
+    ),
+    (
+        "ppo.py",
+        "evaluate samples instead of taking the mode",
+        "action = agent.dist(obs_tensor).mode.numpy()",
+        "action = agent.dist(obs_tensor).sample().numpy()",
+    ),
+    (
+        "ppo.py",
+        "the ratio inverted",
+        "logratio = new_logprob - b_logprobs[mb]",
+        "logratio = b_logprobs[mb] - new_logprob",
+    ),
+    (
+        "ppo.py",
+        "GAE without lambda",
+        "last = deltas[t] + gamma * lam * (1.0 - dones[t]) * last",
+        "last = deltas[t] + gamma * (1.0 - dones[t]) * last",
+    ),
+    (
+        "ppo.py",
+        "--target-kl never stops an update",
+        "if args.target_kl is not None and approx_kl.item() > args.target_kl:",
+        "if args.target_kl is not None and approx_kl.item() > 1e9:",
+    ),
+    (
+        "ppo.py",
+        "--norm-adv does not scale",
+        "mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)",
+        "mb_advantages = mb_advantages",
+    ),
+    (
+        "ppo.py",
+        "--no-clip-vloss ignored",
+        "if not clip_vloss:",
+        "if False:",
+    ),
+    (
+        "ppo.py",
+        "PPO-KL's beta never adapts",
+        "kl_beta = adapt_kl_beta(kl_beta, update_kl, args.kl_target)",
+        "adapt_kl_beta(kl_beta, update_kl, args.kl_target)",
+    ),
+    (
+        "ppo.py",
+        "rewards not scaled by the return's std",
+        "reward = np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)",
+        "reward = np.clip(reward, -10.0, 10.0)",
+    ),
+    (
+        "ppo.py",
+        "the clip range ignored in the clipped loss",
+        "clipped = torch.clamp(ratio, 1 - clip_coef, 1 + clip_coef) * advantages",
+        "clipped = ratio * advantages",
+    ),
+    (
+        "ppo.py",
+        "minibatches in the same order every epoch",
+        "for mb in torch.randperm(batch_size, device=device).split(minibatch_size):",
+        "for mb in torch.arange(batch_size, device=device).split(minibatch_size):",
+    ),
+    # --- ppo_rlhf_toy.py ---
+    (
+        "ppo_rlhf_toy.py",
+        "groups built with repeat (a group mixes prompts)",
+        "with_prompt(prompts.repeat_interleave(args.num_generations, 0))",
+        "with_prompt(prompts.repeat(args.num_generations, 1))",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "best-of-n chooses by the gold score",
+        "n: proxy[:, :n].argmax(1, keepdim=True)",
+        "n: gold[:, :n].argmax(1, keepdim=True)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the reward model read one token before EOS",
+        "torch.arange(len(tokens)), prompt_size + last_index(response_mask(responses))",
+        "torch.arange(len(tokens)), prompt_size + last_index(response_mask(responses)) - 1",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the critic's LoRA frozen",
+        'p.requires_grad_("lora_" in name or name.startswith("head."))',
+        'p.requires_grad_(name.startswith("head."))',
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the KL with the wrong sign",
+        "log_ratio = logprobs - ref_logprobs",
+        "log_ratio = ref_logprobs - logprobs",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the KL not masked after EOS",
+        "kl = kl_per_token(old_logprobs, ref_logprobs, args.kl_estimator) * mask",
+        "kl = kl_per_token(old_logprobs, ref_logprobs, args.kl_estimator)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the reference is the policy itself (adapters left on)",
+        "    with adapters_off(policy):\n        ref_logprobs",
+        "    with torch.no_grad():\n        ref_logprobs",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "beta never moves under --kl-target",
+        "            beta = adaptive_beta(",
+        "            _ = adaptive_beta(",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the value loss left out of the update",
+        "loss = pg_loss + args.vf_coef * vf_loss",
+        "loss = pg_loss",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "RLOO's baseline includes the sample itself",
+        "(group - (group.sum(1, keepdim=True) - group) / (k - 1))",
+        "(group - group.mean(1, keepdim=True))",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the missing-EOS penalty added, not subtracted",
+        "return scores - missing_eos_penalty * (responses != EOS).all(1)",
+        "return scores + missing_eos_penalty * (responses != EOS).all(1)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "adapters stay off after the reference pass",
+        "        for m in layers:\n            m.enabled = True",
+        "        for m in layers:\n            m.enabled = False",
+    ),
+]
+
+
+def tests_for(script: str) -> list:
+    """The test files that cover a script: its own, and the shared ones for the classic four."""
+    name = script[: -len(".py")]
+    files = [f"tests/test_{name}.py"]
+    if name != "ppo_rlhf_toy":
+        files += ["tests/test_shared.py", "tests/test_loops.py"]
+    return [f for f in files if os.path.exists(os.path.join(ROOT, f))]
+
+
+def copy_tree(dest: str):
+    """The repository's files as they are now (tracked, and new ones git does not ignore)."""
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for f in files:
+        os.makedirs(os.path.join(dest, os.path.dirname(f)), exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, f), os.path.join(dest, f))
+
+
+def run_one(index: int, mutant: tuple) -> dict:
+    script, what, old, new = mutant
+    with tempfile.TemporaryDirectory(prefix="rlref-mutant-") as dest:
+        copy_tree(dest)
+        path = os.path.join(dest, script)
+        with open(path) as f:
+            source = f.read()
+        if source.count(old) != 1:
+            raise SystemExit(
+                f"mutant {index}: its text occurs {source.count(old)} times in {script}"
+            )
+        with open(path, "w") as f:
+            f.write(source.replace(old, new))
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-x",
+            "-q",
+            "-m",
+            "not slow",
+            "-p",
+            "no:cacheprovider",
+        ]
+        start = time.time()
+        proc = subprocess.run(command + tests_for(script), cwd=dest, capture_output=True, text=True)
+        failed = [
+            line.split(" ")[1] for line in proc.stdout.splitlines() if line.startswith("FAILED")
+        ]
+        return {
+            "index": index,
+            "script": script,
+            "what": what,
+            "killed": proc.returncode != 0,
+            "by": failed[0].split("::", 1)[1] if failed else ("(error)" if proc.returncode else ""),
+            "seconds": time.time() - start,
+        }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="one script's mutants, e.g. ppo.py")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--out", help="write the table to this Markdown file")
+    args = parser.parse_args()
+    chosen = [(i, m) for i, m in enumerate(MUTANTS, 1) if args.only in (None, m[0])]
+    with ThreadPoolExecutor(args.jobs) as pool:
+        rows = list(pool.map(lambda im: run_one(*im), chosen))
+    killed = sum(r["killed"] for r in rows)
+    lines = [
+        f'Mutation score: {killed}/{len(rows)} killed by fast tests (`-m "not slow"`).',
+        "",
+        "| # | script | planted bug | killed by |",
+        "|---|---|---|---|",
+    ]
+    for r in rows:
+        by = f"`{r['by']}`" if r["killed"] else "**survives**"
+        lines.append(f"| {r['index']} | {r['script']} | {r['what']} | {by} |")
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(f"command: `python benchmarks/mutants.py {' '.join(sys.argv[1:])}`\n\n{text}\n")
+
+
+if __name__ == "__main__":
+    main()
