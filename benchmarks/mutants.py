@@ -346,8 +346,8 @@ MUTANTS = [
     (
         "ppo_rlhf_toy.py",
         "the reference is the policy itself (adapters left on)",
-        "    with adapters_off(policy):\n        ref_logprobs",
-        "    with torch.no_grad():\n        ref_logprobs",
+        "for c in chunks])\n    with adapters_off(policy):",
+        "for c in chunks])\n    with torch.no_grad():",
     ),
     (
         "ppo_rlhf_toy.py",
@@ -434,6 +434,7 @@ def run_one(index: int, mutant: tuple) -> dict:
         failed = [
             line.split(" ")[1] for line in proc.stdout.splitlines() if line.startswith("FAILED")
         ]
+        print(f"mutant {index} ({script}, {what}): {proc.returncode != 0}", flush=True)
         return {
             "index": index,
             "script": script,
@@ -451,6 +452,13 @@ def main():
     parser.add_argument("--out", help="write the table to this Markdown file")
     args = parser.parse_args()
     chosen = [(i, m) for i, m in enumerate(MUTANTS, 1) if args.only in (None, m[0])]
+    for i, (script, _, old, _) in chosen:  # each mutant's text must be found exactly once
+        with open(os.path.join(ROOT, script)) as f:
+            count = f.read().count(old)
+        if count != 1:
+            raise SystemExit(
+                f"mutant {i}: its text occurs {count} times in {script}; make it unique"
+            )
     with ThreadPoolExecutor(args.jobs) as pool:
         rows = list(pool.map(lambda im: run_one(*im), chosen))
     killed = sum(r["killed"] for r in rows)

@@ -24,12 +24,15 @@ NEXT_Q_ONLINE = torch.tensor([[0.0, 9.0], [3.0, 1.0], [1.0, 0.0]])  # its argmax
 
 
 def test_dqn_target_by_hand():
+    """Catches a Bellman target that bootstraps after termination or forgets gamma."""
     # y = r + gamma*(1 - terminated)*max_a' Q_target(s', a'):  1 + .9*5 = 5.5;  2 + .9*4 = 5.6;  3
     y = dqn.td_target(REWARDS, TERMINATED, NEXT_Q_TARGET, 0.9)
     torch.testing.assert_close(y, torch.tensor([5.5, 5.6, 3.0]))
 
 
 def test_double_dqn_target_by_hand():
+    """Catches Double DQN choosing a' with the target network (or evaluating it with the online
+    one)."""
     # y = r + gamma*(1 - terminated)*Q_target(s', argmax_a' Q_online(s', a')):
     #   1 + .9*1 = 1.9;  2 + .9*2 = 3.8;  3
     y = dqn.td_target(REWARDS, TERMINATED, NEXT_Q_TARGET, 0.9, NEXT_Q_ONLINE)
@@ -38,6 +41,7 @@ def test_double_dqn_target_by_hand():
 
 # --- replay buffer, exploration ---
 def test_ring_buffer_wraps_and_samples_only_stored_rows():
+    """Catches a replay buffer that overwrites the wrong rows or samples rows never written."""
     buffer = dqn.ReplayBuffer(capacity=5, obs_dim=1, rng=np.random.default_rng(0))
     for start in [0, 3]:  # two batches of 3 envs: rows 0,1,2 then 3,4 and (wrapping) 0
         values = np.arange(start, start + 3, dtype=np.float32)
@@ -59,6 +63,7 @@ def test_ring_buffer_wraps_and_samples_only_stored_rows():
 
 
 def test_epsilon_schedule_endpoints():
+    """Catches an epsilon schedule that does not start at start_e, reach end_e, and stay there."""
     assert dqn.linear_schedule(1.0, 0.05, 1000, 0) == 1.0
     assert dqn.linear_schedule(1.0, 0.05, 1000, 500) == pytest.approx(0.525)
     assert dqn.linear_schedule(1.0, 0.05, 1000, 1000) == pytest.approx(0.05)
@@ -66,6 +71,8 @@ def test_epsilon_schedule_endpoints():
 
 
 def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
+    """Catches epsilon-greedy exploring with probability 1 - epsilon, or an argmax over the wrong
+    axis."""
     rng = np.random.default_rng(0)
     q_values = torch.tensor([0.0, 3.0, 1.0]).repeat(30_000, 1)
     assert (dqn.epsilon_greedy(q_values, 0.0, rng) == 1).all()
@@ -78,6 +85,8 @@ def test_epsilon_greedy_is_greedy_at_zero_and_uniform_at_one():
 # --- it learns, and round-trips through save/evaluate ---
 @pytest.mark.slow  # a learning threshold
 def test_cartpole_learns_and_the_greedy_policy_holds_up(tmp_path, monkeypatch, capsys):
+    """Catches a DQN that no longer learns CartPole, or a saved greedy policy that does not play as
+    trained."""
     monkeypatch.chdir(tmp_path)
     # Huber learns CartPole in fewer steps, which keeps this test short; the default MSE needs ~40k
     # steps
@@ -107,6 +116,7 @@ def test_cartpole_learns_and_the_greedy_policy_holds_up(tmp_path, monkeypatch, c
 
 
 def test_gradient_steps_come_in_rounds_every_train_frequency_steps():
+    """Catches gradient steps counted per loop pass instead of per --train-frequency env steps."""
     # 4 envs: steps arrive 4 at a time. Learning starts at step 1000; a round falls on each
     # multiple of 16 after it, 1008 ... 2992: 125 rounds of 8 gradient steps.
     result = dqn.main(
@@ -122,6 +132,7 @@ def test_gradient_steps_come_in_rounds_every_train_frequency_steps():
 
 
 def test_track_writes_an_offline_wandb_run(offline_wandb):
+    """Catches a metric missing from wandb under --track."""
     dqn.main(dqn.Args(track=True, total_timesteps=3000, learning_starts=1000))
     data = offline_wandb()
     for key in [
@@ -159,6 +170,7 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
     ],
 )
 def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
+    """Catches settings that crash deep in the loop instead of a one-line error."""
     with pytest.raises(dqn.UsageError, match=message):
         dqn.main(dqn.Args(**kwargs))
     assert "episodic_return" not in capsys.readouterr().out  # nothing was trained

@@ -13,6 +13,7 @@ import ppo
 
 # --- policy and value objectives, by hand ---
 def test_clip_policy_loss_by_hand():
+    """Catches PPO-Clip's min and clip in the wrong places (or the wrong sign)."""
     ratio = torch.tensor([0.5, 1.0, 1.5, 0.5])
     adv = torch.tensor([1.0, -1.0, 2.0, -1.0])
     # min(0.5*1, 0.8*1)=0.5; min(-1,-1)=-1; min(3.0, 1.2*2)=2.4; min(-0.5, 0.8*-1)=-0.8
@@ -21,12 +22,14 @@ def test_clip_policy_loss_by_hand():
 
 
 def test_clip_policy_loss_gradient_is_zero_outside_the_clip_range():
+    """Catches a clipped objective that still pushes the ratio past 1 +- eps."""
     ratio = torch.tensor([1.5, 0.5], requires_grad=True)
     ppo.clip_policy_loss(ratio, torch.tensor([1.0, -1.0]), 0.2).backward()
     assert ratio.grad.tolist() == [0.0, 0.0]
 
 
 def test_kl_penalty_policy_loss_by_hand():
+    """Catches PPO-KL's penalty added with the wrong sign or without beta."""
     ratio = torch.tensor([1.2, 0.9])
     adv = torch.tensor([2.0, -1.0])
     kl = torch.tensor([0.05, 0.01])
@@ -35,6 +38,7 @@ def test_kl_penalty_policy_loss_by_hand():
 
 
 def test_adaptive_beta_rule():
+    """Catches the PPO paper's beta rule with its thresholds or factors changed."""
     target = 0.01
     assert ppo.adapt_kl_beta(1.0, 0.0151, target) == 2.0  # KL > 1.5*target: double
     assert ppo.adapt_kl_beta(1.0, 0.0066, target) == 0.5  # KL < target/1.5: halve
@@ -43,6 +47,7 @@ def test_adaptive_beta_rule():
 
 
 def test_value_loss_by_hand():
+    """Catches the clipped value loss taking the min, or clipping V rather than V - V_old."""
     new, old, ret = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 1.0])
     # unclipped: (1-2)^2=1, (0-1)^2=1; clipped V: 0+clip(1,-.2,.2)=0.2 -> (0.2-2)^2=3.24; 0 -> 1
     assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=False).item() == pytest.approx(
@@ -85,6 +90,8 @@ def best_mean10(stdout: str) -> float:
 
 @pytest.mark.slow  # a learning threshold
 def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch, capsys):
+    """Catches a PPO that no longer solves CartPole with its defaults, or a saved policy that does
+    not play as trained."""
     monkeypatch.chdir(tmp_path)
     # default args (seeds 1-10 all end at 500)
     result = ppo.main(ppo.Args(seed=1, save_model=True, eval_episodes=3))
@@ -98,6 +105,8 @@ def test_cartpole_solves_and_the_saved_greedy_policy_holds(tmp_path, monkeypatch
 
 @pytest.mark.slow  # a learning threshold
 def test_pendulum_improves_and_saves_its_normalization(tmp_path, monkeypatch):
+    """Catches Box-action PPO that does not learn Pendulum (the Gaussian, the normalization, the
+    clipping)."""
     monkeypatch.chdir(tmp_path)
     args = ppo.Args(
         env_id="Pendulum-v1",
@@ -124,6 +133,8 @@ def test_pendulum_improves_and_saves_its_normalization(tmp_path, monkeypatch):
 
 
 def test_same_seed_gives_identical_episodes(capsys):
+    """Catches a source of randomness that --seed does not set (or a seed that is ignored)."""
+
     def episode_lines(seed):
         ppo.main(ppo.Args(seed=seed, total_timesteps=8192))
         lines = capsys.readouterr().out.splitlines()
@@ -136,6 +147,7 @@ def test_same_seed_gives_identical_episodes(capsys):
 
 @pytest.mark.slow  # a learning threshold
 def test_kl_penalty_variant_learns_cartpole(capsys):
+    """Catches a PPO-KL (--loss kl) that does not learn CartPole."""
     ppo.main(ppo.Args(seed=1, loss="kl", total_timesteps=40_960))
     # random play: about 20. (Seeds 1-8 reach 224-500; the last 10 episodes are a noisier figure:
     # 103-500.)
@@ -167,6 +179,7 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
     ],
 )
 def test_bad_sizes_get_a_clear_error(kwargs, message, capsys):
+    """Catches sizes that crash deep in the loop instead of a one-line error."""
     with pytest.raises(ppo.UsageError, match=message):
         ppo.main(ppo.Args(**kwargs))
     assert "episodic_return" not in capsys.readouterr().out  # nothing was trained

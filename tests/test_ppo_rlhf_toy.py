@@ -47,6 +47,7 @@ def random_batch(n=16, seed=0, response_len=6):
 
 # --- masked statistics ---
 def test_masked_mean_var_whiten_match_torch_on_the_unmasked_part():
+    """Catches PAD positions counted in the masked mean, variance or whitening."""
     torch.manual_seed(0)
     x, mask = torch.randn(6, 7) * 3 + 2, (torch.rand(6, 7) < 0.6).float()
     kept = x[mask.bool()]
@@ -62,6 +63,7 @@ def test_masked_mean_var_whiten_match_torch_on_the_unmasked_part():
 
 
 def test_response_mask_ends_at_the_first_eos():
+    """Catches a mask that drops the EOS itself or keeps tokens after it."""
     responses = torch.tensor([[5, 6, rl.EOS, 0, 0], [rl.EOS, 0, 0, 0, 0], [5, 6, 7, 8, 9]])
     torch.testing.assert_close(
         rl.response_mask(responses),
@@ -73,6 +75,7 @@ def test_response_mask_ends_at_the_first_eos():
 # --- KL, rewards, GAE ---
 @pytest.mark.parametrize("distance", [0.3, 1.0])
 def test_k1_and_k3_estimate_the_exact_categorical_kl(distance):
+    """Catches a KL estimator with the wrong sign or ratio direction (against the exact KL)."""
     torch.manual_seed(0)
     p_logits = torch.randn(5)
     q_logits = p_logits + distance * torch.randn(5)
@@ -91,8 +94,9 @@ def test_k1_and_k3_estimate_the_exact_categorical_kl(distance):
 
 @pytest.mark.parametrize("distance", [0.05, 0.3, 1.0])
 def test_as_a_reward_k1_gives_the_exact_kl_gradient_and_k3_does_not(distance):
-    """E_pi[k(y) grad log pi(y)], the policy gradient of a per-token reward -k, computed exactly on
-    a 6-token categorical, against the true grad KL(pi || pi_ref)."""
+    """Catches a KL penalty whose expected gradient is not grad KL: E_pi[k(y) grad log pi(y)], the
+    policy gradient of a per-token reward -k, computed exactly on a 6-token categorical, against
+    the true grad KL(pi || pi_ref)."""
     torch.manual_seed(0)
     ref_logits = torch.randn(6)
     theta = (ref_logits + distance * torch.randn(6)).requires_grad_(True)
@@ -112,6 +116,8 @@ def test_as_a_reward_k1_gives_the_exact_kl_gradient_and_k3_does_not(distance):
 
 
 def test_per_sequence_rewards_sum_to_score_minus_beta_kl_with_the_score_at_eos():
+    """Catches the score placed one past EOS (or at the last position) and the KL penalty with a
+    wrong sign."""
     responses = torch.tensor([[5, 6, rl.EOS, 0], [5, rl.EOS, 0, 0], [5, 6, 7, 8]])
     mask = rl.response_mask(responses)
     # 9: padding, ignored
@@ -140,6 +146,7 @@ def brute_force_token_gae(rewards, values, mask, gamma, lam):
 
 
 def test_token_gae_matches_an_explicit_sum_and_lambda_one_is_reward_to_go_minus_v():
+    """Catches token GAE leaking past EOS or discounting wrongly."""
     torch.manual_seed(0)
     responses = torch.tensor(
         [[5, 6, 7, rl.EOS, 0, 0], [5, rl.EOS, 0, 0, 0, 0], [5, 6, 7, 8, 9, 10]]
@@ -155,6 +162,7 @@ def test_token_gae_matches_an_explicit_sum_and_lambda_one_is_reward_to_go_minus_
 
 
 def test_group_advantages_match_a_loop_over_each_group():
+    """Catches RLOO's baseline including the sample itself and GRPO's std over the wrong axis."""
     torch.manual_seed(0)
     k, scores = 4, torch.randn(8)
     rloo, grpo = (rl.group_advantages(scores, k, m) for m in ["rloo", "grpo"])
@@ -171,6 +179,8 @@ def test_group_advantages_match_a_loop_over_each_group():
 
 
 def test_critic_free_advantage_is_the_group_advantage_plus_the_kl_to_go():
+    """Catches RLOO/GRPO's per-token KL penalty summed the wrong way (from the start instead of to
+    go)."""
     responses = torch.tensor([[5, 6, rl.EOS, 0]] * 2 + [[5, rl.EOS, 0, 0]] * 2)
     mask = rl.response_mask(responses)
     kl, scores = torch.rand(4, 4) * mask, torch.tensor([1.0, 2.0, 0.0, 4.0])
@@ -187,6 +197,7 @@ def test_critic_free_advantage_is_the_group_advantage_plus_the_kl_to_go():
 
 
 def test_adaptive_beta_moves_toward_the_target_and_is_clipped():
+    """Catches the Ziegler et al. controller moving beta the wrong way or without its clip."""
     assert rl.adaptive_beta(
         0.1, kl=6.0, kl_target=6.0, n_responses=256, horizon=10_000
     ) == pytest.approx(0.1)
@@ -200,6 +211,7 @@ def test_adaptive_beta_moves_toward_the_target_and_is_clipped():
 
 # --- losses ---
 def test_bradley_terry_loss_by_hand_and_its_sign_flip():
+    """Catches a Bradley-Terry loss that prefers the rejected response."""
     chosen, rejected = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 0.5])
     # -log sigmoid(1) = 0.31326, -log sigmoid(-0.5) = 0.97408
     assert float(rl.bradley_terry_loss(chosen, rejected)) == pytest.approx(
@@ -211,6 +223,7 @@ def test_bradley_terry_loss_by_hand_and_its_sign_flip():
 
 
 def test_ppo_clip_and_value_losses_by_hand():
+    """Catches PPO's token losses averaged over PAD or clipped in the wrong places."""
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     old = torch.zeros(1, 3)
     # ratios 1.5 (clipped to 1.2), 0.5 (clipped to 0.8); 7: padding
@@ -233,6 +246,7 @@ def test_ppo_clip_and_value_losses_by_hand():
 
 # --- LoRA and the reference ---
 def test_lora_policy_equals_the_reference_at_init_and_merging_changes_nothing():
+    """Catches LoRA that changes the model at init (B not zero) or a wrong alpha/rank scale."""
     sft, policy, _, _ = tiny_models()
     tokens, _ = random_batch()
     torch.testing.assert_close(policy(tokens), sft(tokens), rtol=0, atol=0)  # B = 0
@@ -253,30 +267,8 @@ def test_lora_policy_equals_the_reference_at_init_and_merging_changes_nothing():
     torch.testing.assert_close(merged(tokens), adapted, rtol=1e-5, atol=1e-5)
 
 
-def test_only_adapters_and_heads_learn_and_the_base_stays_put():
-    sft, policy, _, value_model = tiny_models()
-    for m in value_model.modules():  # as main() does: the critic trains its adapters and head
-        if isinstance(m, rl.LoRALinear):
-            m.lora_A.requires_grad_(True)
-            m.lora_B.requires_grad_(True)
-    base_before = {k: v.clone() for k, v in policy.state_dict().items() if "lora_" not in k}
-    tokens, responses = random_batch()
-    logprobs, _, values = rl.policy_and_value(policy, value_model, tokens, responses, P, 1.0)
-    (-(logprobs.mean()) + values.pow(2).mean()).backward()
-    for model in [policy, value_model]:
-        for name, p in model.named_parameters():
-            learns = "lora_" in name or name.startswith("head.")
-            assert p.requires_grad == learns, name
-            assert (p.grad is not None) == learns, name
-    optimizer = torch.optim.Adam([p for p in policy.parameters() if p.requires_grad], lr=0.1)
-    optimizer.step()
-    for k, v in policy.state_dict().items():
-        if "lora_" not in k:
-            torch.testing.assert_close(v, base_before[k], rtol=0, atol=0)
-    assert policy.blocks[0].qkv.lora_B.abs().sum() > 0  # while the adapter moved
-
-
 def test_kv_cache_gives_the_same_features_as_the_full_forward():
+    """Catches a KV cache that changes what generation samples from."""
     sft, _, _, _ = tiny_models()
     tokens, _ = random_batch()
     full = sft.hidden(tokens)
@@ -288,6 +280,7 @@ def test_kv_cache_gives_the_same_features_as_the_full_forward():
 
 
 def test_generate_samples_from_the_tempered_softmax_and_pads_after_eos():
+    """Catches sampling without the temperature, and tokens after EOS that are not PAD."""
     sft, _, _, _ = tiny_models()
     prompt_part = rl.with_prompt(torch.full((4000, 3), 7))
     responses = rl.generate(sft, prompt_part, 6, 2.0, torch.Generator().manual_seed(0))
@@ -304,6 +297,7 @@ def test_generate_samples_from_the_tempered_softmax_and_pads_after_eos():
 # --- masking: what comes after EOS changes nothing ---
 @pytest.mark.parametrize("value_model", ["reward", "shared"])
 def test_tokens_after_eos_change_no_logprob_value_score_or_loss(value_model):
+    """Catches PAD after EOS leaking into a log-prob, value, score or loss."""
     _, policy, reward_model, critic = tiny_models(value_model=value_model)
     responses = torch.tensor([[5, 6, rl.EOS, 0, 0, 0], [7, rl.EOS, 0, 0, 0, 0]])
     tokens = torch.cat([rl.with_prompt(torch.tensor([[4, 5, 6], [7, 8, 9]])), responses], 1)
@@ -329,6 +323,8 @@ def test_tokens_after_eos_change_no_logprob_value_score_or_loss(value_model):
 
 
 def test_first_ppo_minibatch_has_ratio_one_and_nothing_clipped():
+    """Catches old log-probs computed differently from the update's (the first ratio must be exactly
+    1)."""
     torch.set_num_threads(1)  # as main() does
     _, policy, _, critic = tiny_models()
     tokens, responses = random_batch(n=32)
@@ -351,6 +347,8 @@ def test_first_ppo_minibatch_has_ratio_one_and_nothing_clipped():
 
 # --- the gold scorer ---
 def test_gold_prefers_fluent_responses_and_penalizes_a_missing_eos():
+    """Catches a gold reward that does not rank fluent responses first or forgets the missing-EOS
+    penalty."""
     language = rl.ToyLanguage(0)
     prompts, responses = language.sample(np.random.default_rng(0), 500, 3, 10)
     fluent = language.gold_score(prompts, responses)
@@ -380,6 +378,7 @@ SHORT = dict(
 
 @pytest.mark.slow  # a learning threshold
 def test_short_run_beats_sft_on_gold_and_proxy_at_a_finite_kl(capsys):
+    """Catches an RLHF loop that no longer improves on SFT (gold and proxy) at a finite KL."""
     result = rl.main(rl.Args(seed=1, **SHORT))
     final, sft = result["final"], result["sft"]
     assert result["rm_accuracy"] > 0.7 and result["method"] == "ppo" and result["models"] == 4
@@ -408,12 +407,15 @@ TINY = dict(
 
 
 def test_same_seed_gives_the_same_result():
+    """Catches a source of randomness that --seed does not set."""
     a, b = rl.main(rl.Args(seed=3, **TINY)), rl.main(rl.Args(seed=3, **TINY))
     a.pop("wall_seconds"), b.pop("wall_seconds")
     assert a == b
 
 
 def test_evaluating_more_often_changes_no_training_figure_and_no_final_score(capsys):
+    """Catches evaluation drawing from the training generators (so --eval-every would change
+    training)."""
     runs = []
     for eval_every in [5, 20]:
         result = rl.main(
@@ -430,6 +432,7 @@ def test_evaluating_more_often_changes_no_training_figure_and_no_final_score(cap
 
 @pytest.mark.parametrize("advantage", ["rloo", "grpo"])
 def test_critic_free_methods_run_with_three_models_and_no_value_loss(advantage, monkeypatch):
+    """Catches RLOO/GRPO building or training a value model."""
     logged = fake_wandb(monkeypatch)
     result = rl.main(rl.Args(advantage=advantage, track=True, **TINY))
     assert (
@@ -441,6 +444,8 @@ def test_critic_free_methods_run_with_three_models_and_no_value_loss(advantage, 
 
 
 def test_shared_value_head_and_k3_and_adaptive_beta_run():
+    """Catches a crash in the less used combination: a shared value head, k3 and --kl-target
+    together."""
     result = rl.main(
         rl.Args(value_model="shared", kl_estimator="k3", kl_target=1.0, whiten_rewards=True, **TINY)
     )
@@ -461,6 +466,8 @@ def fake_wandb(monkeypatch) -> list:
 
 
 def test_logged_metrics_have_trl_meanings_also_with_whitened_rewards(monkeypatch, capsys):
+    """Catches logged metrics that drift from TRL's meanings (e.g. whitened rewards logged as the
+    score)."""
     logged = fake_wandb(monkeypatch)
     rl.main(rl.Args(track=True, whiten_rewards=True, **{**TINY, "num_updates": 3}))
     returns = [
@@ -485,6 +492,7 @@ def test_logged_metrics_have_trl_meanings_also_with_whitened_rewards(monkeypatch
 
 
 def test_evaluation_scores_the_proxy_with_the_missing_eos_penalty():
+    """Catches the evaluation's proxy score without the missing-EOS penalty PPO's reward has."""
     sft, policy, reward_model, _ = tiny_models()
     with torch.no_grad():
         policy.lm_head.bias[rl.EOS] = -1e9  # this policy never ends a response
@@ -505,6 +513,7 @@ def test_evaluation_scores_the_proxy_with_the_missing_eos_penalty():
 
 
 def test_best_of_n_keeps_the_proxys_best_and_has_the_analytic_kl():
+    """Catches best-of-n's n values or its analytic KL log n - (n-1)/n written wrongly."""
     sft, _, reward_model, _ = tiny_models()
     prompts = torch.randint(4, len(rl.VOCAB), (64, 3))
     frontier = rl.best_of_n(
@@ -520,6 +529,7 @@ def test_best_of_n_keeps_the_proxys_best_and_has_the_analytic_kl():
 
 
 def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
+    """Catches a metric missing from wandb or named unlike TRL's."""
     rl.main(rl.Args(track=True, **{**TINY, "num_updates": 1}))
     data = offline_wandb()
     for key in [
@@ -569,12 +579,14 @@ def test_track_writes_an_offline_wandb_run_with_trl_metric_names(offline_wandb):
     ],
 )
 def test_bad_input_gets_a_clear_error(kwargs, message, capsys):
+    """Catches settings that crash deep in a stage instead of a one-line error."""
     with pytest.raises(rl.UsageError, match=message):
         rl.main(rl.Args(**kwargs))
     assert "sft_step" not in capsys.readouterr().out  # nothing was trained
 
 
 def test_cli_error_is_one_line_and_beta_zero_is_allowed():
+    """Catches a traceback instead of a one-line CLI error, and --beta 0 refused."""
     bad = subprocess.run(
         [sys.executable, "ppo_rlhf_toy.py", "--lora-rank", "0"],
         cwd=ROOT,
@@ -584,3 +596,156 @@ def test_cli_error_is_one_line_and_beta_zero_is_allowed():
     assert bad.returncode == 1
     assert bad.stderr.strip() == "ppo_rlhf_toy.py: error: --lora-rank must be at least 1, got 0"
     rl.check_args(rl.Args(beta=0.0))  # no error: it is how one sees reward hacking
+
+
+# --- the RL stage through its real functions: rollout, score, best-of-n, the value model ---
+def rl_args(**kwargs) -> rl.Args:
+    """A rollout of 4 prompts x 4 responses of up to 6 tokens, for the tiny models above."""
+    base = dict(
+        num_generations=4,
+        batch_size=16,
+        num_minibatches=2,
+        ppo_epochs=2,
+        max_response_len=6,
+        prompt_len=3,
+        d_model=32,
+    )
+    return rl.Args(**{**base, **kwargs})
+
+
+DISTINCT_PROMPTS = torch.tensor([[4, 5, 6], [7, 8, 9], [10, 11, 12], [13, 14, 15]])
+
+
+def test_each_group_of_k_rollout_rows_holds_one_prompt():
+    """Catches groups built with `repeat` instead of `repeat_interleave`: RLOO's and GRPO's
+    baselines would then compare responses to different prompts."""
+    _, policy, reward_model, value_model = tiny_models()
+    batch = rl.rollout(
+        policy,
+        value_model,
+        reward_model,
+        DISTINCT_PROMPTS,
+        rl_args(),
+        0.1,
+        torch.Generator().manual_seed(0),
+    )
+    groups = batch["tokens"][:, 1:4].view(4, 4, 3)  # (prompt, K, words)
+    assert torch.equal(groups, DISTINCT_PROMPTS[:, None, :].expand(4, 4, 3))
+
+
+class PositionScores(torch.nn.Module):
+    """A stand-in reward model whose score at position p of row i is 100 i + p."""
+
+    def forward(self, tokens):
+        n, length = tokens.shape
+        return torch.arange(length).float() + 100.0 * torch.arange(n).float()[:, None]
+
+
+def test_score_reads_the_reward_model_at_the_eos_or_at_the_last_token_without_one():
+    """Catches the reward model read one token before (or after) EOS, or at the last position
+    when the response has an EOS."""
+    tokens, responses = random_batch(n=32)
+    scores = rl.score(PositionScores(), tokens, P)
+    for i, response in enumerate(responses.tolist()):
+        at = response.index(rl.EOS) if rl.EOS in response else len(response) - 1
+        assert scores[i].item() == 100 * i + P + at
+
+
+def test_best_of_n_keeps_the_response_the_proxy_scores_highest(monkeypatch):
+    """Catches best-of-n choosing by the gold score (which it must not see) or by anything but
+    the proxy: each n's gold and proxy means are checked against a brute-force choice over the
+    same samples."""
+    sft, _, reward_model, _ = tiny_models()
+    language = rl.ToyLanguage(0)
+    proxies, golds = [], []
+    real_score, real_gold = rl.score, language.gold_score
+
+    def watched_score(*args, **kwargs):
+        proxies.append(real_score(*args, **kwargs))
+        return proxies[-1]
+
+    def watched_gold(prompts, responses):
+        golds.append(real_gold(prompts, responses))
+        return golds[-1]
+
+    monkeypatch.setattr(rl, "score", watched_score)
+    monkeypatch.setattr(language, "gold_score", watched_gold)
+    prompts = torch.randint(4, len(rl.VOCAB), (64, 3), generator=torch.Generator().manual_seed(1))
+    frontier = rl.best_of_n(sft, reward_model, language, prompts, rl_args(best_of_n=8))
+    proxy, gold = torch.stack(proxies, 1), np.stack(golds, 1)  # (prompts, samples)
+    for row in frontier:
+        n = row["n"]
+        best = [max(range(n), key=lambda j, i=i: proxy[i, j].item()) for i in range(64)]
+        assert row["proxy"] == pytest.approx(
+            np.mean([proxy[i, j].item() for i, j in enumerate(best)])
+        )
+        assert row["gold"] == pytest.approx(np.mean([gold[i, j] for i, j in enumerate(best)]))
+    gold_best = gold[:, :8].max(1).mean()
+    assert frontier[-1]["gold"] < gold_best - 0.05  # choosing by gold would differ here
+
+
+def test_rollout_kl_is_log_pi_minus_log_pi_sft_masked_after_eos_and_adapters_come_back_on():
+    """Catches the KL with the wrong sign, the KL not masked after EOS, a reference that is the
+    policy itself (adapters left on: KL 0), and adapters left off after the reference pass."""
+    sft, policy, reward_model, value_model = tiny_models()
+    torch.manual_seed(1)
+    for name, p in policy.named_parameters():
+        if "lora_B" in name:  # move the policy away from SFT
+            p.data.normal_(0.0, 0.3)
+    args = rl_args(kl_estimator="k1")
+    batch = rl.rollout(
+        policy, value_model, reward_model, DISTINCT_PROMPTS, args, 0.1, torch.Generator()
+    )
+    tokens, responses, mask = batch["tokens"], batch["responses"], batch["mask"]
+    with torch.no_grad():
+        logp, _ = rl.response_logprobs(policy(tokens)[:, P - 1 : -1], responses, args.temperature)
+        logp_sft, _ = rl.response_logprobs(sft(tokens)[:, P - 1 : -1], responses, args.temperature)
+    assert (mask == 0).any()  # some responses end before the last position
+    assert batch["kl"] == pytest.approx((logp - logp_sft) * mask, abs=1e-5)
+    assert (logp - logp_sft).abs().max() > 0.1  # the policy is not SFT: the check can fail
+
+
+@pytest.mark.parametrize("value_model_kind", ["reward", "shared"])
+def test_ppo_update_trains_the_adapters_and_heads_and_nothing_else(value_model_kind):
+    """Catches the critic's LoRA frozen, the value loss left out of the update, and base weights
+    that train, for the policy and the value model that make_value_model builds, through one
+    real ppo_update (4 minibatch steps)."""
+    _, policy, reward_model, _ = tiny_models()
+    args = rl_args(advantage="gae", value_model=value_model_kind)
+    value_model = rl.make_value_model(args, policy, reward_model)
+    trainable = [p for m in [policy, value_model] for p in m.parameters() if p.requires_grad]
+    params = list({id(p): p for p in trainable}.values())
+    optimizer = torch.optim.Adam(params, lr=1e-2, eps=1e-5)
+    generator = torch.Generator().manual_seed(0)
+    batch = rl.rollout(policy, value_model, reward_model, DISTINCT_PROMPTS, args, 0.1, generator)
+    advantages, returns = rl.compute_advantages(batch, args)
+    models = {"policy": policy, "value": value_model}
+    before = {
+        (m, name): p.detach().clone()
+        for m, model in models.items()
+        for name, p in model.named_parameters()
+    }
+    rl.ppo_update(
+        policy, value_model, optimizer, params, batch, advantages, returns, args, generator
+    )
+    for m, model in models.items():
+        for name, p in model.named_parameters():
+            trains = "lora_" in name or name.startswith("head.")
+            assert (not torch.equal(before[m, name], p)) == trains, (m, name)
+
+
+@pytest.mark.parametrize("kl_target", [None, 0.001])
+def test_beta_moves_only_under_kl_target(kl_target, monkeypatch):
+    """Catches beta left at its start under --kl-target (the controller's result dropped), and
+    beta moving without it: the beta each rollout gets."""
+    betas = []
+    real_rollout = rl.rollout
+
+    def watched(policy, value_model, reward_model, prompts, args, beta, generator):
+        betas.append(beta)
+        return real_rollout(policy, value_model, reward_model, prompts, args, beta, generator)
+
+    monkeypatch.setattr(rl, "rollout", watched)
+    rl.main(rl.Args(kl_target=kl_target, **{**TINY, "num_updates": 3}))
+    assert len(betas) == 3 and betas[0] == rl.Args().beta
+    assert (len(set(betas)) == 3) == (kl_target is not None)
