@@ -43,20 +43,22 @@ def test_double_dqn_target_by_hand():
 def test_ring_buffer_wraps_and_samples_only_stored_rows():
     """Catches a replay buffer that overwrites the wrong rows or samples rows never written."""
     buffer = dqn.ReplayBuffer(capacity=5, obs_dim=1, rng=np.random.default_rng(0))
-    for start in [0, 3]:  # two batches of 3 envs: rows 0,1,2 then 3,4 and (wrapping) 0
+    # two batches of 3 envs, transitions numbered from 1 (an empty row reads 0): rows 0,1,2
+    # then 3,4 and (wrapping) 0
+    for start in [1, 4]:
         values = np.arange(start, start + 3, dtype=np.float32)
         buffer.add(
             values[:, None], values[:, None] + 100, values.astype(np.int64), values, np.zeros(3)
         )
-        if start == 0:
+        if start == 1:
             obs, actions, rewards, next_obs, terminated = buffer.sample(1000, CPU)
             # only what was stored, never the empty rows
-            assert set(obs[:, 0].tolist()) == {0.0, 1.0, 2.0}
+            assert set(obs[:, 0].tolist()) == {1.0, 2.0, 3.0}
     assert buffer.size == 5 and buffer.pos == 1
-    # transition 5 overwrote the oldest, 0
-    np.testing.assert_array_equal(buffer.obs[:, 0], [5, 1, 2, 3, 4])
+    # transition 6 overwrote the oldest, 1
+    np.testing.assert_array_equal(buffer.obs[:, 0], [6, 2, 3, 4, 5])
     obs, actions, rewards, next_obs, terminated = buffer.sample(1000, CPU)
-    assert set(obs[:, 0].tolist()) == {1.0, 2.0, 3.0, 4.0, 5.0}
+    assert set(obs[:, 0].tolist()) == {2.0, 3.0, 4.0, 5.0, 6.0}
     # rows stay aligned across the arrays
     np.testing.assert_array_equal(next_obs[:, 0], obs[:, 0] + 100)
     np.testing.assert_array_equal(rewards, obs[:, 0])

@@ -23,13 +23,16 @@ GAMMA = 0.9
 
 class StepCounter(gym.Env):
     """Observation [k, 1] at step k of an episode (times `scale`; or [k, u], u random, if `noisy`);
-    reward 1 every step; the action changes nothing. With `terminate_at`, the episode terminates
+    reward 1 every step (or, with `action_reward`, 1 for action 1 and 0 for action 0); otherwise
+    the action changes nothing. With `terminate_at`, the episode terminates
     at that step; without, only the time limit ends it. Every action it is sent is kept in
     `actions`."""
 
     actions = []
 
-    def __init__(self, terminate_at=None, scale=1.0, box_actions=False, noisy=False):
+    def __init__(
+        self, terminate_at=None, scale=1.0, box_actions=False, noisy=False, action_reward=False
+    ):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         if box_actions:
             self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
@@ -38,6 +41,7 @@ class StepCounter(gym.Env):
         self.terminate_at = terminate_at
         self.scale = scale
         self.noisy = noisy
+        self.action_reward = action_reward
 
     def obs(self):
         if self.noisy:  # [k, u], u ~ U(0, 1): no two observations alike
@@ -52,15 +56,20 @@ class StepCounter(gym.Env):
     def step(self, action):
         StepCounter.actions.append(np.array(action))
         self.k += 1
-        return self.obs(), 1.0, self.k == self.terminate_at, False, {}
+        reward = float(action == 1) if self.action_reward else 1.0
+        return self.obs(), reward, self.k == self.terminate_at, False, {}
 
 
 TRUNCATED = "rlref/StepCounterTruncated-v0"  # the time limit ends every episode after T steps
 TERMINATED = "rlref/StepCounterTerminated-v0"  # the env ends every episode after T steps
 SCALED_BOX = "rlref/StepCounterScaledBox-v0"  # Box actions, observations 100 * [k, 1]
 NOISY = "rlref/StepCounterNoisy-v0"  # observations [k, u], u uniform in (0, 1)
+ACTION_REWARD = "rlref/StepCounterActionReward-v0"  # reward 1 for action 1, 0 for action 0
 gym.register(TRUNCATED, entry_point=StepCounter, max_episode_steps=T)
 gym.register(TERMINATED, entry_point=StepCounter, max_episode_steps=100, kwargs={"terminate_at": T})
+gym.register(
+    ACTION_REWARD, entry_point=StepCounter, max_episode_steps=T, kwargs={"action_reward": True}
+)
 gym.register(NOISY, entry_point=StepCounter, max_episode_steps=T, kwargs={"noisy": True})
 gym.register(
     SCALED_BOX,
@@ -101,6 +110,24 @@ def spy(monkeypatch, owner, name: str) -> list:
 
     monkeypatch.setattr(owner, name, wrapper)
     return calls
+
+
+# --- every policy script: the policy learns the rewarded action ---
+@pytest.mark.parametrize("script", [reinforce, actor_critic, ppo], ids=lambda m: m.__name__)
+def test_the_policy_learns_to_take_the_rewarded_action(script, monkeypatch):
+    """Catches a policy gradient that points the wrong way (an inverted PPO ratio, a flipped
+    loss, advantages of the wrong sign): where action 1 pays 1 and action 0 pays 0, a short run
+    ends with pi(1|s) > 0.9 in every state (it starts at 0.5)."""
+    agents = record_instances(monkeypatch, script, "Agent")
+    args = dict(env_id=ACTION_REWARD, total_timesteps=2000, learning_rate=0.01, anneal_lr=False)
+    if script is reinforce:
+        args["num_episodes"] = 8
+    else:
+        args.update(num_envs=4, num_steps=8)
+    script.main(script.Args(**args))
+    with torch.no_grad():
+        pi = agents[0].dist(states()[:T]).probs[:, 1]
+    assert (pi > 0.9).all(), pi
 
 
 # --- actor_critic.py, ppo.py: what reaches GAE ---
@@ -419,11 +446,13 @@ def test_the_bellman_target_uses_the_target_network_and_double_only_when_asked(
 
 
 def test_the_q_values_learned_bootstrap_through_a_time_limit(monkeypatch):
-    """Catches a time limit treated as a termination, by what Q learns: reward 1 every step and
-    gamma 0.5 give Q = 2 everywhere; cut at the time limit, Q(s_3) would be 1."""
+    """Catches a time limit treated as a termination, and Q(s, a) fitted for another action than
+    the one taken, by what Q learns: action 1 pays 1, action 0 pays 0, gamma 0.5, so
+    V = 1/(1 - gamma) = 2, Q(s, 1) = 1 + gamma V = 2 and Q(s, 0) = 0 + gamma V = 1 in every
+    state; cut at the time limit, Q(s_3, .) would be (0, 1)."""
     made = record_instances(monkeypatch, dqn, "QNetwork")
     args = dqn_args(
-        env_id=TRUNCATED,
+        env_id=ACTION_REWARD,
         total_timesteps=3000,
         learning_starts=64,
         batch_size=32,
@@ -433,8 +462,8 @@ def test_the_q_values_learned_bootstrap_through_a_time_limit(monkeypatch):
     dqn.main(args)
     with torch.no_grad():
         q = made[0](states()[:T]).numpy()
-    # a little above 2 at s_3, where the max over two noisy Q estimates overestimates most
-    assert q == pytest.approx(np.full((T, 2), 2.0), abs=0.3)
+    # a little above at s_3, where the max over two noisy Q estimates overestimates most
+    assert q == pytest.approx(np.tile([1.0, 2.0], (T, 1)), abs=0.3)
 
 
 # --- evaluate: the saved normalization and the mode ---
