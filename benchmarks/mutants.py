@@ -14,6 +14,8 @@ Surviving mutants are listed in benchmarks/README.md, each with the reason it su
 """
 
 import argparse
+import ast
+import copy
 import os
 import shutil
 import subprocess
@@ -382,6 +384,77 @@ MUTANTS = [
 ]
 
 
+# --- generated mutants: every operator and number in the math functions, one at a time ---
+MATH = {
+    "reinforce.py": ["reward_to_go", "total_return", "policy_gradient_loss", "value_loss"],
+    "actor_critic.py": ["gae", "policy_gradient_loss", "value_loss"],
+    "dqn.py": ["td_target", "linear_schedule", "epsilon_greedy"],
+    "ppo.py": ["gae", "clip_policy_loss", "kl_penalty_policy_loss", "adapt_kl_beta", "value_loss"],
+    "ppo_rlhf_toy.py": [
+        "response_mask",
+        "last_index",
+        "masked_mean",
+        "masked_var",
+        "masked_whiten",
+        "kl_per_token",
+        "token_rewards",
+        "token_gae",
+        "ppo_clip_loss",
+        "clipped_value_loss",
+        "bradley_terry_loss",
+        "adaptive_beta",
+        "group_advantages",
+    ],
+}
+SWAP_BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
+SWAP_BINOP[ast.Pow] = ast.Mult
+SWAP_COMPARE = {ast.Lt: ast.Gt, ast.Gt: ast.Lt, ast.LtE: ast.GtE, ast.GtE: ast.LtE}
+SWAP_COMPARE.update({ast.Eq: ast.NotEq, ast.NotEq: ast.Eq})
+
+
+def mutate(node: ast.AST) -> bool:
+    """Change one node in place, as mutmut would: + and -, * and /, ** to *, a comparison
+    reversed, a unary minus or `not` dropped (marked for the caller), a number plus 1."""
+    if isinstance(node, ast.BinOp) and type(node.op) in SWAP_BINOP:
+        node.op = SWAP_BINOP[type(node.op)]()
+        return True
+    if isinstance(node, ast.Compare) and type(node.ops[0]) in SWAP_COMPARE:
+        node.ops[0] = SWAP_COMPARE[type(node.ops[0])]()
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.Not):
+        node.op = ast.UAdd()  # -x -> +x; not x -> +x (truthiness kept for bool tensors)
+        return True
+    is_number = isinstance(node, ast.Constant) and type(node.value) in (int, float)
+    if is_number:
+        node.value = node.value + 1
+        return True
+    return False
+
+
+def generated_mutants() -> list:
+    """One mutant per operator or number in each function of MATH."""
+    mutants = []
+    for script, names in MATH.items():
+        with open(os.path.join(ROOT, script)) as f:
+            source = f.read()
+        for function in ast.parse(source).body:
+            if not isinstance(function, ast.FunctionDef) or function.name not in names:
+                continue
+            old = ast.get_source_segment(source, function)
+            n_nodes = len(list(ast.walk(function)))
+            for i in range(n_nodes):
+                mutant = copy.deepcopy(function)
+                node = list(ast.walk(mutant))[i]
+                if not isinstance(node, ast.expr):
+                    continue
+                before = ast.unparse(node)
+                if not mutate(node):
+                    continue
+                what = f"{function.name}, line {node.lineno}: `{before}` -> `{ast.unparse(node)}`"
+                mutants.append((script, what, old, ast.unparse(mutant)))
+    return mutants
+
+
 def tests_for(script: str) -> list:
     """The test files that cover a script: its own, and the shared ones for the classic four."""
     name = script[: -len(".py")]
@@ -450,8 +523,12 @@ def main():
     parser.add_argument("--only", help="one script's mutants, e.g. ppo.py")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--out", help="write the table to this Markdown file")
+    parser.add_argument(
+        "--generated", action="store_true", help="the generated mutants of the math functions"
+    )
     args = parser.parse_args()
-    chosen = [(i, m) for i, m in enumerate(MUTANTS, 1) if args.only in (None, m[0])]
+    mutants = generated_mutants() if args.generated else MUTANTS
+    chosen = [(i, m) for i, m in enumerate(mutants, 1) if args.only in (None, m[0])]
     for i, (script, _, old, _) in chosen:  # each mutant's text must be found exactly once
         with open(os.path.join(ROOT, script)) as f:
             count = f.read().count(old)
