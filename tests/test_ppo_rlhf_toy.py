@@ -197,7 +197,8 @@ def test_critic_free_advantage_is_the_group_advantage_plus_the_kl_to_go():
 
 
 def test_adaptive_beta_moves_toward_the_target_and_is_clipped():
-    """Catches the Ziegler et al. controller moving beta the wrong way or without its clip."""
+    """Catches the Ziegler et al. controller moving beta the wrong way, by another relative error
+    than (KL - target) / target, or without its clip."""
     assert rl.adaptive_beta(
         0.1, kl=6.0, kl_target=6.0, n_responses=256, horizon=10_000
     ) == pytest.approx(0.1)
@@ -207,6 +208,10 @@ def test_adaptive_beta_moves_toward_the_target_and_is_clipped():
     assert rl.adaptive_beta(
         0.1, kl=0.0, kl_target=6.0, n_responses=1000, horizon=10_000
     ) == pytest.approx(0.1 * 0.98)
+    # inside the clip: error (6.6 - 6) / 6 = 0.1, so beta * (1 + 0.1 * 1000 / 10000)
+    assert rl.adaptive_beta(
+        0.1, kl=6.6, kl_target=6.0, n_responses=1000, horizon=10_000
+    ) == pytest.approx(0.1 * 1.01)
 
 
 # --- losses ---
@@ -223,25 +228,28 @@ def test_bradley_terry_loss_by_hand_and_its_sign_flip():
 
 
 def test_ppo_clip_and_value_losses_by_hand():
-    """Catches PPO's token losses averaged over PAD or clipped in the wrong places."""
+    """Catches PPO's token losses averaged over PAD or clipped in the wrong places, and a logged
+    approxkl that is not TRL's."""
     mask = torch.tensor([[1.0, 1.0, 0.0]])
     old = torch.zeros(1, 3)
     # ratios 1.5 (clipped to 1.2), 0.5 (clipped to 0.8); 7: padding
     new = torch.log(torch.tensor([[1.5, 0.5, 7.0]]))
     adv = torch.tensor([[1.0, -1.0, 5.0]])
-    loss, clipfrac, _, ratio = rl.ppo_clip_loss(new, old, adv, mask, 0.2)
+    loss, clipfrac, approxkl, ratio = rl.ppo_clip_loss(new, old, adv, mask, 0.2)
     # token 0: max(-1.5, -1.2) = -1.2 (clipped); token 1: max(0.5, 0.8) = 0.8 (clipped)
     assert float(loss) == pytest.approx((-1.2 + 0.8) / 2)
     assert float(clipfrac) == 1.0 and float(ratio) == pytest.approx(1.0)
-    values, old_values, returns = (
-        torch.tensor([[1.0, 0.0, 3.0]]),
-        torch.zeros(1, 3),
-        torch.tensor([[2.0, 1.0, 0.0]]),
-    )
-    # token 0: max((1-2)^2, (0.2-2)^2) = 3.24; token 1: max(1, 1) = 1
-    assert float(rl.clipped_value_loss(values, old_values, returns, mask, 0.2)) == pytest.approx(
-        0.5 * (3.24 + 1) / 2
-    )
+    # TRL's approxkl, 0.5 * E[(log ratio)^2], over the two response tokens
+    assert float(approxkl) == pytest.approx(0.5 * (np.log(1.5) ** 2 + np.log(0.5) ** 2) / 2)
+    values = torch.tensor([[1.0, 3.0, 0.6, 3.0]])
+    old_values = torch.tensor([[0.0, 0.0, 0.5, 0.0]])
+    returns = torch.tensor([[2.0, 0.0, 0.0, 0.0]])
+    # token 0: V moved 1 from V_old, clipped to 0.2: max((1-2)^2, (0.2-2)^2) = 3.24
+    # token 1: max((3-0)^2, (0.2-0)^2) = 9, the unclipped error is the larger
+    # token 2: V moved 0.1, inside the clip: max(0.36, 0.36) = 0.36; token 3: padding
+    value_mask = torch.tensor([[1.0, 1.0, 1.0, 0.0]])
+    value_loss = rl.clipped_value_loss(values, old_values, returns, value_mask, 0.2)
+    assert float(value_loss) == pytest.approx(0.5 * (3.24 + 9 + 0.36) / 3)
 
 
 # --- LoRA and the reference ---

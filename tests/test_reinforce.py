@@ -71,6 +71,12 @@ def test_a_baseline_leaves_the_expected_policy_gradient_unchanged():
     assert expected_gradient(0.0).abs().sum() > 0.5  # the gradient itself is not zero
 
 
+def test_value_loss_by_hand():
+    """Catches V's regression loss without its 0.5, without the square, or against -G."""
+    values, returns = torch.tensor([1.0, 0.0, 2.0]), torch.tensor([3.0, -1.0, 2.0])
+    assert reinforce.value_loss(values, returns).item() == pytest.approx(0.5 * (4 + 1 + 0) / 3)
+
+
 def test_policy_gradient_loss_gradient_on_the_logits_by_hand():
     """Catches a policy gradient on the logits other than w (onehot(a) - pi)."""
     # d/dlogits of -w*log softmax(logits)[a] = -w*(onehot(a) - pi);
