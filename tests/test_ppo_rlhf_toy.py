@@ -451,13 +451,30 @@ def test_critic_free_methods_run_with_three_models_and_no_value_loss(advantage, 
     assert "loss/value_avg" not in logged[-1] and "loss/policy_avg" in logged[-1]
 
 
-def test_shared_value_head_and_k3_and_adaptive_beta_run():
-    """Catches a crash in the less used combination: a shared value head, k3 and --kl-target
-    together."""
-    result = rl.main(
+def test_shared_value_head_k3_and_kl_target_together(monkeypatch):
+    """Catches the less used combination going wrong: a shared value head that is not on the
+    policy's own trunk, a k3 KL below 0 (k3 never is), beta left in place under --kl-target."""
+    made, batches = [], []
+    real_make, real_rollout = rl.make_value_model, rl.rollout
+
+    def watched_make(args, policy, reward_model):
+        made.append((real_make(args, policy, reward_model), policy))
+        return made[-1][0]
+
+    def watched_rollout(policy, value_model, reward_model, prompts, args, beta, generator):
+        batch = real_rollout(policy, value_model, reward_model, prompts, args, beta, generator)
+        batches.append((beta, batch))
+        return batch
+
+    monkeypatch.setattr(rl, "make_value_model", watched_make)
+    monkeypatch.setattr(rl, "rollout", watched_rollout)
+    rl.main(
         rl.Args(value_model="shared", kl_estimator="k3", kl_target=1.0, whiten_rewards=True, **TINY)
     )
-    assert np.isfinite(result["final"]["gold_score"]) and np.isfinite(result["final"]["kl"])
+    (value_model, policy), *_ = made
+    assert value_model.trunk is policy
+    assert all((batch["kl"] >= -1e-6).all() for _, batch in batches)
+    assert batches[0][0] != batches[-1][0]  # beta moved
 
 
 def fake_wandb(monkeypatch) -> list:
