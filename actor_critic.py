@@ -11,6 +11,7 @@ average over n steps, so the agent learns from short rollouts of `--num-steps` s
 import json
 import os
 import pickle
+import signal
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -43,6 +44,11 @@ class Args:
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
     """if toggled, save the model to `runs/{run_name}/{exp_name}.pt` and evaluate it"""
+    save_every: int = 0
+    """save the run's checkpoint there every this many env steps too (0: never)"""
+    resume: str | None = None
+    """path of a checkpoint to continue its run from: its settings (flags given replace them),
+    model, optimizer and step"""
     eval_checkpoint: str | None = None
     """path of a saved model to evaluate instead of training"""
     eval_episodes: int = 10
@@ -78,6 +84,10 @@ class Args:
 
 class UsageError(ValueError):
     """A setting the script cannot run with, printed as one line."""
+
+
+# What a resumed run takes from its checkpoint and cannot change: the env and the network.
+FIXED_ON_RESUME = ["exp_name", "seed", "env_id", "num_envs", "num_steps", "shared_trunk"]
 
 
 # --- environments: gymnasium 1.x vector env with SAME_STEP autoreset ---
@@ -124,6 +134,8 @@ def check_args(args: Args):
             raise UsageError(f"{flag} must be a positive integer, got {value}")
     if not 0.0 <= args.gamma <= 1.0:
         raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
+    if args.save_every < 0:
+        raise UsageError(f"--save-every must be 0 (never) or positive, got {args.save_every}")
     batch_size = args.num_envs * args.num_steps
     if args.total_timesteps < batch_size:
         raise UsageError(
@@ -168,6 +180,24 @@ class Normalizer:
             self.discounted_return[done] = 0.0
             reward = np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)
         return obs, self.obs(raw_next_obs), reward
+
+    def state_dict(self) -> dict:
+        """The running statistics, as tensors and floats"""
+        statistics = {"obs_rms": self.obs_rms, "return_rms": self.return_rms}
+        return {
+            name: {
+                "mean": torch.as_tensor(rms.mean),
+                "var": torch.as_tensor(rms.var),
+                "count": float(rms.count),
+            }
+            for name, rms in statistics.items()
+        }
+
+    def load_state_dict(self, state: dict):
+        for name, rms in {"obs_rms": self.obs_rms, "return_rms": self.return_rms}.items():
+            rms.mean = state[name]["mean"].numpy()
+            rms.var = state[name]["var"].numpy()
+            rms.count = state[name]["count"]
 
 
 # --- networks: the actor pi(a|s) and the critic V(s) ---
@@ -252,20 +282,43 @@ def explained_variance(values: np.ndarray, returns: np.ndarray) -> float:
     return float(1 - (returns - values).var() / returns.var())
 
 
-# --- evaluate a saved model ---
-def load_checkpoint(path: str) -> dict:
+# --- checkpoints: save, load, resume; evaluate a saved model ---
+def save_checkpoint(path: str, checkpoint: dict):
+    """Write a temporary file, then rename it: a crash while saving never leaves a broken file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(checkpoint, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str, keys=("model", "obs_rms", "args")) -> dict:
     """The checkpoint --save-model wrote, or a UsageError saying what is wrong"""
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file; pass the .pt file that --save-model wrote")
     try:  # weights_only: a foreign file cannot run code
-        checkpoint = torch.load(path, weights_only=True)
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         message = f"torch.load(weights_only=True) cannot read it ({type(e).__name__})"
         raise UsageError(f"{path}: {message}; pass a .pt file that --save-model wrote") from None
-    for key in ["model", "obs_rms", "args"]:
+    for key in keys:
         if not isinstance(checkpoint, dict) or key not in checkpoint:
             raise UsageError(f"{path}: no '{key}' in it; it was not saved by this script")
     return checkpoint
+
+
+def resumed_args(args: Args, checkpoint: dict) -> Args:
+    """The saved run's settings, but those given on the command line (not at their default)
+    replace them; the env and the network cannot change."""
+    defaults = asdict(Args())
+    given = {k: v for k, v in asdict(args).items() if v != defaults[k]}
+    for name in FIXED_ON_RESUME:
+        if name in given and given[name] != checkpoint["args"][name]:
+            flag = "--" + name.replace("_", "-")
+            saved = checkpoint["args"][name]
+            raise UsageError(f"{flag} cannot change when resuming (the run has {saved}); drop it")
+    try:
+        return Args(**{**checkpoint["args"], **given})
+    except TypeError as e:
+        raise UsageError(f"{args.resume}: its args are not this script's ({e})") from None
 
 
 @torch.no_grad()
@@ -305,6 +358,12 @@ def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: b
 
 
 def main(args: Args) -> dict:
+    resume_from = None
+    if args.resume is not None:  # continue a saved run: its settings, model, optimizer, step
+        resume_from = load_checkpoint(args.resume, ("model", "args", "optimizer", "global_step"))
+        args = resumed_args(args, resume_from)
+        if resume_from["iteration"] >= args.total_timesteps // (args.num_envs * args.num_steps):
+            raise UsageError(f"{args.resume}: that run is done; pass a larger --total-timesteps")
     check_args(args)
     if args.eval_checkpoint is not None:  # evaluate a saved model instead of training
         returns = evaluate(args.eval_checkpoint, args.eval_episodes, args.seed, args.capture_video)
@@ -313,6 +372,9 @@ def main(args: Args) -> dict:
     batch_size = args.num_envs * args.num_steps
     num_iterations = args.total_timesteps // batch_size
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if resume_from is not None:  # the same folder, and the same wandb run
+        run_name = resume_from["run_name"]
+    path = f"runs/{run_name}/{args.exp_name}.pt"
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
     if args.track:
         import wandb
@@ -322,6 +384,8 @@ def main(args: Args) -> dict:
             entity=args.wandb_entity,
             config=asdict(args),
             name=run_name,
+            id=resume_from["wandb_id"] if resume_from else None,
+            resume="allow",
         )
         wandb.define_metric("global_step")
         wandb.define_metric("*", step_metric="global_step")
@@ -335,6 +399,30 @@ def main(args: Args) -> dict:
     agent = Agent(obs_dim, action_space, args.shared_trunk).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, enabled=not agent.discrete)
+    global_step = 0
+    iteration = 0
+    if resume_from is not None:  # where the saved run stopped; its envs' episodes are lost
+        agent.load_state_dict(resume_from["model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        normalizer.load_state_dict(resume_from)
+        global_step = resume_from["global_step"]
+        iteration = resume_from["iteration"]
+        torch.set_rng_state(resume_from["torch_rng"])
+        print(f"resuming {run_name} at global_step={global_step}; the envs start new episodes")
+
+    def checkpoint() -> dict:
+        """What --resume and --eval-checkpoint need: tensors and plain types only"""
+        return {
+            "model": {k: v.cpu() for k, v in agent.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            **normalizer.state_dict(),
+            "args": asdict(args),
+            "run_name": run_name,
+            "global_step": global_step,
+            "iteration": iteration,
+            "torch_rng": torch.get_rng_state(),
+            "wandb_id": wandb.run.id if args.track else None,
+        }
 
     # Rollout storage, shaped (num_steps, num_envs, ...); next_obs_buf[t] is the true s_{t+1}.
     rollout_shape = (args.num_steps, args.num_envs)
@@ -350,12 +438,19 @@ def main(args: Args) -> dict:
     episode_returns = np.zeros(args.num_envs)
     episode_lengths = np.zeros(args.num_envs, np.int64)
     recent_returns = deque(maxlen=10)  # the last 10 episodic returns
-    global_step = 0
+    start_step = global_step
     start_time = time.time()
-    obs, _ = envs.reset(seed=args.seed)
+    obs, _ = envs.reset(seed=args.seed + global_step)
     obs = normalizer.reset(obs)
+    # Ctrl-C (or a job's SIGTERM) lets the iteration finish, then the run saves and stops.
+    stop = []
+    handlers = {
+        s: signal.signal(s, lambda signum, frame: stop.append(signum))
+        for s in [signal.SIGINT, signal.SIGTERM]
+    }
 
-    for iteration in range(1, num_iterations + 1):
+    first_iteration = iteration + 1
+    for iteration in range(first_iteration, num_iterations + 1):
         if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
             lr_now = args.learning_rate * (1.0 - (iteration - 1.0) / num_iterations)
             for group in optimizer.param_groups:
@@ -426,7 +521,7 @@ def main(args: Args) -> dict:
         optimizer.step()
 
         # --- logging ---
-        sps = int(global_step / (time.time() - start_time))
+        sps = int((global_step - start_step) / (time.time() - start_time))
         mean_return = round(float(np.mean(recent_returns)), 2) if recent_returns else None
         if iteration % 10 == 0 or iteration == num_iterations:
             print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return}")
@@ -442,7 +537,17 @@ def main(args: Args) -> dict:
             }
             wandb.log(metrics)
 
+        # --- checkpoint: every --save-every env steps and at the end; when stopped, now ---
+        last = iteration == num_iterations
+        save_now = args.save_every > 0 and (global_step % args.save_every < batch_size or last)
+        if save_now or (stop and (args.save_every > 0 or args.save_model)):
+            save_checkpoint(path, checkpoint())
+        if stop:
+            break
+
     envs.close()
+    for s, handler in handlers.items():
+        signal.signal(s, handler)
     result = {
         "env_id": args.env_id,
         "global_step": global_step,
@@ -450,13 +555,15 @@ def main(args: Args) -> dict:
         "sps": sps,
         "wall_seconds": round(time.time() - start_time, 2),
     }
-    if args.save_model:  # tensors and plain types only (see load_checkpoint)
-        path = f"runs/{run_name}/{args.exp_name}.pt"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        rms = normalizer.obs_rms
-        obs_rms = {"mean": torch.from_numpy(rms.mean), "var": torch.from_numpy(rms.var)}
-        checkpoint = {"model": agent.cpu().state_dict(), "obs_rms": obs_rms, "args": asdict(args)}
-        torch.save(checkpoint, path)
+    if stop:
+        saved = args.save_every > 0 or args.save_model
+        how = f"resume: python {os.path.basename(__file__)} --resume {path}"
+        if not saved:
+            how = "not saved (no --save-every or --save-model)"
+        print(f"stopped at global_step={global_step}; {how}")
+        result["stopped"] = True
+    elif args.save_model:
+        save_checkpoint(path, checkpoint())
         result["model_path"] = path
         result["eval_mean_return"] = float(np.mean(evaluate(path, args.eval_episodes, args.seed)))
     if args.track:
@@ -466,6 +573,9 @@ def main(args: Args) -> dict:
 
 if __name__ == "__main__":
     try:
-        print(json.dumps(main(tyro.cli(Args))))
+        result = main(tyro.cli(Args))
     except UsageError as e:
         raise SystemExit(f"{os.path.basename(__file__)}: error: {e}") from None
+    print(json.dumps(result))
+    if result.get("stopped"):  # by Ctrl-C: the shell's exit status for SIGINT
+        raise SystemExit(130)

@@ -13,6 +13,7 @@ importance ratio. A target network, a copy of Q updated slowly, keeps y from cha
 import json
 import os
 import pickle
+import signal
 import time
 from collections import deque
 from dataclasses import asdict, dataclass
@@ -45,6 +46,13 @@ class Args:
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
     """if toggled, save the model to `runs/{run_name}/{exp_name}.pt` and evaluate it"""
+    save_every: int = 0
+    """save the run's checkpoint there every this many env steps too (0: never)"""
+    save_replay_buffer: bool = False
+    """if toggled, checkpoints hold the replay buffer too (large); else a resumed run refills it"""
+    resume: str | None = None
+    """path of a checkpoint to continue its run from: its settings (flags given replace them),
+    model, optimizer and step"""
     eval_checkpoint: str | None = None
     """path of a saved model to evaluate instead of training"""
     eval_episodes: int = 10
@@ -79,7 +87,7 @@ class Args:
     exploration_fraction: float = 0.1
     """the fraction of `total-timesteps` over which epsilon goes linearly from start-e to end-e"""
     learning_starts: int = 2_000
-    """the number of env steps of (random) play before learning starts"""
+    """the number of transitions in the buffer (of random play, at first) before learning starts"""
     train_frequency: int = 4
     """the number of env steps between training rounds; the behaviour policy is fixed in between"""
     gradient_steps: int = 1
@@ -94,6 +102,10 @@ class Args:
 
 class UsageError(ValueError):
     """A setting the script cannot run with, printed as one line."""
+
+
+# What a resumed run takes from its checkpoint and cannot change: the env and the network.
+FIXED_ON_RESUME = ["exp_name", "seed", "env_id", "num_envs", "buffer_size"]
 
 
 # --- environments: gymnasium 1.x vector env with SAME_STEP autoreset ---
@@ -149,6 +161,12 @@ def check_args(args: Args):
         raise UsageError(
             f"--learning-starts ({args.learning_starts}) is below --batch-size ({args.batch_size})"
         )
+    if args.learning_starts > args.buffer_size:
+        raise UsageError(
+            f"--learning-starts ({args.learning_starts}) exceeds --buffer-size ({args.buffer_size})"
+        )
+    if args.save_every < 0:
+        raise UsageError(f"--save-every must be 0 (never) or positive, got {args.save_every}")
     for name in ["tau", "exploration_fraction"]:
         value = getattr(args, name)
         if not 0.0 < value <= 1.0:
@@ -213,6 +231,19 @@ class ReplayBuffer:
         self.pos = (self.pos + len(obs)) % self.capacity
         self.size = min(self.size + len(obs), self.capacity)
 
+    def state_dict(self) -> dict:
+        """The rows stored, as tensors, and where the next one goes"""
+        state = {"pos": self.pos, "size": self.size}
+        for name in ["obs", "next_obs", "actions", "rewards", "terminated"]:
+            state[name] = torch.from_numpy(getattr(self, name)[: self.size])
+        return state
+
+    def load_state_dict(self, state: dict):
+        for name in ["obs", "next_obs", "actions", "rewards", "terminated"]:
+            getattr(self, name)[: state["size"]] = state[name].numpy()
+        self.pos = state["pos"]
+        self.size = state["size"]
+
     def sample(self, batch_size: int, device: torch.device):
         """batch_size stored transitions, drawn uniformly, as torch tensors"""
         rows = self.rng.integers(0, self.size, batch_size)
@@ -242,20 +273,43 @@ def td_target(rewards, terminated, next_q_target, gamma: float, next_q_online=No
     return rewards + gamma * (1.0 - terminated) * next_value
 
 
-# --- evaluate a saved model ---
-def load_checkpoint(path: str) -> dict:
+# --- checkpoints: save, load, resume; evaluate a saved model ---
+def save_checkpoint(path: str, checkpoint: dict):
+    """Write a temporary file, then rename it: a crash while saving never leaves a broken file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(checkpoint, path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+def load_checkpoint(path: str, keys=("model", "args")) -> dict:
     """The checkpoint --save-model wrote, or a UsageError saying what is wrong"""
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file; pass the .pt file that --save-model wrote")
     try:  # weights_only: a foreign file cannot run code
-        checkpoint = torch.load(path, weights_only=True)
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
     except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
         message = f"torch.load(weights_only=True) cannot read it ({type(e).__name__})"
         raise UsageError(f"{path}: {message}; pass a .pt file that --save-model wrote") from None
-    for key in ["model", "args"]:
+    for key in keys:
         if not isinstance(checkpoint, dict) or key not in checkpoint:
             raise UsageError(f"{path}: no '{key}' in it; it was not saved by this script")
     return checkpoint
+
+
+def resumed_args(args: Args, checkpoint: dict) -> Args:
+    """The saved run's settings, but those given on the command line (not at their default)
+    replace them; the env and the network cannot change."""
+    defaults = asdict(Args())
+    given = {k: v for k, v in asdict(args).items() if v != defaults[k]}
+    for name in FIXED_ON_RESUME:
+        if name in given and given[name] != checkpoint["args"][name]:
+            flag = "--" + name.replace("_", "-")
+            saved = checkpoint["args"][name]
+            raise UsageError(f"{flag} cannot change when resuming (the run has {saved}); drop it")
+    try:
+        return Args(**{**checkpoint["args"], **given})
+    except TypeError as e:
+        raise UsageError(f"{args.resume}: its args are not this script's ({e})") from None
 
 
 @torch.no_grad()
@@ -290,6 +344,12 @@ def evaluate(path: str, eval_episodes=10, seed=0, epsilon=0.0, capture_video=Fal
 
 
 def main(args: Args) -> dict:
+    resume_from = None
+    if args.resume is not None:  # continue a saved run: its settings, model, optimizer, step
+        resume_from = load_checkpoint(args.resume, ("model", "args", "optimizer", "global_step"))
+        args = resumed_args(args, resume_from)
+        if resume_from["global_step"] >= args.total_timesteps:
+            raise UsageError(f"{args.resume}: that run is done; pass a larger --total-timesteps")
     check_args(args)
     if args.eval_checkpoint is not None:  # evaluate a saved model instead of training
         epsilon = args.eval_epsilon
@@ -299,6 +359,9 @@ def main(args: Args) -> dict:
         return {"eval_returns": returns, "eval_mean_return": float(np.mean(returns))}
 
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
+    if resume_from is not None:  # the same folder, and the same wandb run
+        run_name = resume_from["run_name"]
+    path = f"runs/{run_name}/{args.exp_name}.pt"
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
     if args.track:
         import wandb
@@ -308,6 +371,8 @@ def main(args: Args) -> dict:
             entity=args.wandb_entity,
             config=asdict(args),
             name=run_name,
+            id=resume_from["wandb_id"] if resume_from else None,
+            resume="allow",
         )
         wandb.define_metric("global_step")
         wandb.define_metric("*", step_metric="global_step")
@@ -324,15 +389,52 @@ def main(args: Args) -> dict:
     target_network.load_state_dict(q_network.state_dict())
     optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
     buffer = ReplayBuffer(args.buffer_size, obs_dim, rng)
+    global_step = 0
+    gradient_steps = 0
+    if resume_from is not None:  # where the saved run stopped
+        q_network.load_state_dict(resume_from["model"])
+        target_network.load_state_dict(resume_from["target_model"])
+        optimizer.load_state_dict(resume_from["optimizer"])
+        global_step = resume_from["global_step"]
+        gradient_steps = resume_from["gradient_steps"]
+        torch.set_rng_state(resume_from["torch_rng"])
+        rng.bit_generator.state = resume_from["numpy_rng"]
+        if resume_from["replay_buffer"] is not None:
+            buffer.load_state_dict(resume_from["replay_buffer"])
+        print(f"resuming {run_name} at global_step={global_step}; the envs start new episodes")
+        if buffer.size < args.learning_starts:
+            print(f"no replay buffer saved: learning waits for {args.learning_starts} new steps")
+
+    def checkpoint() -> dict:
+        """What --resume and --eval-checkpoint need: tensors and plain types only"""
+        return {
+            "model": {k: v.cpu() for k, v in q_network.state_dict().items()},
+            "target_model": {k: v.cpu() for k, v in target_network.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "replay_buffer": buffer.state_dict() if args.save_replay_buffer else None,
+            "args": asdict(args),
+            "run_name": run_name,
+            "global_step": global_step,
+            "gradient_steps": gradient_steps,
+            "torch_rng": torch.get_rng_state(),
+            "numpy_rng": rng.bit_generator.state,
+            "wandb_id": wandb.run.id if args.track else None,
+        }
+
     episode_returns = np.zeros(args.num_envs)
     episode_lengths = np.zeros(args.num_envs, np.int64)
     recent_returns = deque(maxlen=10)  # the last 10 episodic returns
-    global_step = 0
-    gradient_steps = 0
+    start_step = global_step
     start_time = time.time()
-    obs, _ = envs.reset(seed=args.seed)
+    obs, _ = envs.reset(seed=args.seed + global_step)
     obs = obs.astype(np.float32)
     exploration_steps = args.exploration_fraction * args.total_timesteps
+    # Ctrl-C (or a job's SIGTERM) lets the step finish, then the run saves and stops.
+    stop = []
+    handlers = {
+        s: signal.signal(s, lambda signum, frame: stop.append(signum))
+        for s in [signal.SIGINT, signal.SIGTERM]
+    }
 
     while global_step < args.total_timesteps:
         # --- act: the epsilon-greedy behaviour policy ---
@@ -368,13 +470,12 @@ def main(args: Args) -> dict:
                 )
         episode_returns[done] = 0.0
         episode_lengths[done] = 0
-        if global_step < args.learning_starts:
-            continue
-
         # --- update: gradient_steps steps every train_frequency env steps (num_envs at a time) ---
         training_rounds = (
             global_step // args.train_frequency - previous_step // args.train_frequency
         )
+        if buffer.size < args.learning_starts:  # too few transitions to learn from yet
+            training_rounds = 0
         if args.anneal_lr:  # lr_t = lr * (1 - t/T)
             lr_now = args.learning_rate * (1.0 - global_step / args.total_timesteps)
             for group in optimizer.param_groups:
@@ -411,7 +512,7 @@ def main(args: Args) -> dict:
 
         # --- logging ---
         if global_step // 1000 > previous_step // 1000:
-            sps = int(global_step / (time.time() - start_time))
+            sps = int((global_step - start_step) / (time.time() - start_time))
             mean_return = round(float(np.mean(recent_returns)), 2) if recent_returns else None
             if global_step // 10_000 > previous_step // 10_000:
                 print(
@@ -429,7 +530,18 @@ def main(args: Args) -> dict:
                 }
                 wandb.log(metrics)
 
+        # --- checkpoint: every --save-every env steps and at the end; when stopped, now ---
+        every = args.save_every
+        last = global_step >= args.total_timesteps
+        save_now = every > 0 and (global_step // every > previous_step // every or last)
+        if save_now or (stop and (args.save_every > 0 or args.save_model)):
+            save_checkpoint(path, checkpoint())
+        if stop:
+            break
+
     envs.close()
+    for s, handler in handlers.items():
+        signal.signal(s, handler)
     mean_return = round(float(np.mean(recent_returns)), 2) if recent_returns else None
     result = {
         "env_id": args.env_id,
@@ -437,13 +549,18 @@ def main(args: Args) -> dict:
         "mean_return_last10": mean_return,
         "final_epsilon": epsilon,
         "gradient_steps": gradient_steps,
-        "sps": int(global_step / (time.time() - start_time)),
+        "sps": int((global_step - start_step) / (time.time() - start_time)),
         "wall_seconds": round(time.time() - start_time, 2),
     }
-    if args.save_model:  # tensors and plain types only (see load_checkpoint)
-        path = f"runs/{run_name}/{args.exp_name}.pt"
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        torch.save({"model": q_network.cpu().state_dict(), "args": asdict(args)}, path)
+    if stop:
+        saved = args.save_every > 0 or args.save_model
+        how = f"resume: python {os.path.basename(__file__)} --resume {path}"
+        if not saved:
+            how = "not saved (no --save-every or --save-model)"
+        print(f"stopped at global_step={global_step}; {how}")
+        result["stopped"] = True
+    elif args.save_model:
+        save_checkpoint(path, checkpoint())
         result["model_path"] = path
         returns = evaluate(path, args.eval_episodes, args.seed, args.eval_epsilon)
         result["eval_mean_return"] = float(np.mean(returns))
@@ -454,6 +571,9 @@ def main(args: Args) -> dict:
 
 if __name__ == "__main__":
     try:
-        print(json.dumps(main(tyro.cli(Args))))
+        result = main(tyro.cli(Args))
     except UsageError as e:
         raise SystemExit(f"{os.path.basename(__file__)}: error: {e}") from None
+    print(json.dumps(result))
+    if result.get("stopped"):  # by Ctrl-C: the shell's exit status for SIGINT
+        raise SystemExit(130)

@@ -381,6 +381,67 @@ MUTANTS = [
         "        for m in layers:\n            m.enabled = True",
         "        for m in layers:\n            m.enabled = False",
     ),
+    # --- resume (issue 24) ---
+    (
+        "reinforce.py",
+        "resume forgets the critic's optimizer",
+        'value_optimizer.load_state_dict(resume_from["value_optimizer"])',
+        "pass",
+    ),
+    (
+        "actor_critic.py",
+        "resume restarts the normalization",
+        "normalizer.load_state_dict(resume_from)",
+        "pass",
+    ),
+    (
+        "actor_critic.py",
+        "resume restarts the learning-rate schedule",
+        'iteration = resume_from["iteration"]',
+        "iteration = 0",
+    ),
+    (
+        "dqn.py",
+        "resume forgets the numpy generator",
+        'rng.bit_generator.state = resume_from["numpy_rng"]',
+        "pass",
+    ),
+    (
+        "dqn.py",
+        "resume forgets the replay buffer it saved",
+        'buffer.load_state_dict(resume_from["replay_buffer"])',
+        "pass",
+    ),
+    (
+        "dqn.py",
+        "resume forgets the target network",
+        'target_network.load_state_dict(resume_from["target_model"])',
+        "pass",
+    ),
+    (
+        "ppo.py",
+        "resume forgets the optimizer's state",
+        'optimizer.load_state_dict(resume_from["optimizer"])',
+        "pass",
+    ),
+    (
+        "ppo.py",
+        "resume forgets PPO-KL's beta",
+        'kl_beta = resume_from["kl_beta"]',
+        "pass",
+    ),
+    (
+        "ppo.py",
+        "resume forgets the torch generator",
+        'torch.set_rng_state(resume_from["torch_rng"])',
+        "pass",
+    ),
+    (
+        "ppo.py",
+        "a checkpoint written in place (a crash leaves half a file)",
+        'torch.save(checkpoint, path + ".tmp")\n    os.replace(path + ".tmp", path)',
+        "torch.save(checkpoint, path)",
+    ),
 ]
 
 
@@ -460,7 +521,7 @@ def tests_for(script: str) -> list:
     name = script[: -len(".py")]
     files = [f"tests/test_{name}.py"]
     if name != "ppo_rlhf_toy":
-        files += ["tests/test_shared.py", "tests/test_loops.py"]
+        files += ["tests/test_shared.py", "tests/test_loops.py", "tests/test_resume.py"]
     return [f for f in files if os.path.exists(os.path.join(ROOT, f))]
 
 
