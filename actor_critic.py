@@ -401,7 +401,7 @@ def main(args: Args) -> dict:
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, enabled=not agent.discrete)
     global_step = 0
     iteration = 0
-    if resume_from is not None:  # where the saved run stopped; its envs' episodes are lost
+    if resume_from is not None:  # where the saved run stopped
         agent.load_state_dict(resume_from["model"])
         optimizer.load_state_dict(resume_from["optimizer"])
         normalizer.load_state_dict(resume_from)

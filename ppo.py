@@ -447,7 +447,7 @@ def main(args: Args) -> dict:
     kl_beta = 1.0  # PPO-KL's beta, adapted after each update
     global_step = 0
     iteration = 0
-    if resume_from is not None:  # where the saved run stopped; its envs' episodes are lost
+    if resume_from is not None:  # where the saved run stopped
         agent.load_state_dict(resume_from["model"])
         optimizer.load_state_dict(resume_from["optimizer"])
         normalizer.load_state_dict(resume_from)
