@@ -399,10 +399,10 @@ def main(args: Args) -> dict:
         gradient_steps = resume_from["gradient_steps"]
         torch.set_rng_state(resume_from["torch_rng"])
         rng.bit_generator.state = resume_from["numpy_rng"]
+        print(f"resuming {run_name} at global_step={global_step}; the envs start new episodes")
         if resume_from["replay_buffer"] is not None:
             buffer.load_state_dict(resume_from["replay_buffer"])
-        print(f"resuming {run_name} at global_step={global_step}; the envs start new episodes")
-        if buffer.size < args.learning_starts:
+        else:
             print(f"no replay buffer saved: learning waits for {args.learning_starts} new steps")
 
     def checkpoint() -> dict:
