@@ -6,19 +6,20 @@ action, and the only reward is a learned reward model's score at the end. Three 
 pairs of SFT samples labelled by a hidden gold scorer (the stand-in for human raters);
 (3) PPO with four models (frozen reference, LoRA policy, frozen reward model, value model) and
 a per-token KL penalty that keeps the policy near the reference. `--beta 0` shows why:
-the policy over-optimizes the learned proxy while the gold score falls.
+the policy over-optimizes the learned proxy while the gold score falls. Everything is measured
+on held-out prompts that no stage ever trains on.
 
 Beside PPO, the critic-free road (three models): `--advantage rloo` and `--advantage grpo`
 replace the value model by a baseline from the other responses to the same prompt, with the same
 PPO-clip update and per-token KL reward, so only the baseline differs. The canonical RLOO
 (Ahmadian et al. 2024) puts the KL in the reward per sequence; GRPO (Shao et al. 2024) puts a k3
 KL term in the loss and averages each response's loss over its length, which Dr. GRPO (Liu et
-al. 2025) drops with the division by the group's std. Best-of-n from SFT is the frontier (Gao et
-al. 2022).
+al. 2025) drops with the division by the group's std. Best-of-n from SFT, with its exact KL, is
+the frontier (Gao et al. 2022).
 
     python ppo_rlhf_toy.py
     python ppo_rlhf_toy.py --advantage grpo
-    python ppo_rlhf_toy.py --beta 0 --rm-num-pairs 200
+    python ppo_rlhf_toy.py --beta 0 --rm-num-pairs 500
 """
 
 import copy
@@ -51,8 +52,8 @@ class Args:
     """the wandb entity (team); None uses your default entity"""
 
     # The toy language and the model
-    prompt_len: int = 3
-    """words per prompt"""
+    prompt_len: int = 4
+    """words per prompt (16^4 = 65,536 prompts at 4; one in 7 is held out)"""
     max_response_len: int = 10
     """the most tokens a response may have, EOS included (without EOS by then: truncated)"""
     d_model: int = 64
@@ -63,7 +64,7 @@ class Args:
     """the number of attention heads"""
 
     # Stage 1: SFT
-    sft_steps: int = 600
+    sft_steps: int = 300
     """gradient steps of supervised fine-tuning on samples of the true language"""
     sft_batch_size: int = 128
     """sequences per SFT step"""
@@ -92,7 +93,7 @@ class Args:
     prompt's other responses"""
     num_generations: int = 4
     """K, responses sampled per prompt: a batch holds batch-size / K prompts (rloo, grpo: K >= 2)"""
-    num_updates: int = 60
+    num_updates: int = 40
     """PPO updates (each samples one batch of responses)"""
     batch_size: int = 256
     """responses per PPO update"""
@@ -106,7 +107,7 @@ class Args:
     """if toggled, the PPO learning rate decays linearly to 0 over the updates (as in TRL)"""
     temperature: float = 1.0
     """sampling temperature; it also divides the policy's and the reference's logits"""
-    beta: float = 0.3
+    beta: float = 0.5
     """the KL coefficient: per-token reward -beta * KL_t (0: none)"""
     kl_estimator: Literal["k1", "k3"] = "k1"
     """per-token KL in the reward: `k1` = log p/p_ref, whose gradient is the KL's;
@@ -137,9 +138,13 @@ class Args:
     eval_every: int = 10
     """evaluate on held-out prompts every this many updates"""
     eval_prompts: int = 512
-    """held-out prompts of each evaluation"""
+    """prompts of each evaluation: held-out ones, and at the end as many from the training side"""
     best_of_n: int = 64
     """the largest n of the best-of-n frontier from SFT (n = 1, 2, 4, ... up to it); 0 skips it"""
+    best_of_n_samples: int = 256
+    """SFT samples per prompt: best-of-n is computed exactly for their empirical distribution"""
+    best_of_n_prompts: int = 128
+    """the first this many held-out evaluation prompts (at most all of them) get best-of-n"""
 
 
 class UsageError(ValueError):
@@ -168,8 +173,10 @@ def check_args(args: Args):
         "eval_prompts",
         "kl_horizon",
         "num_generations",
+        "best_of_n_samples",
+        "best_of_n_prompts",
     ]:
-        # the gain is in units of the SFT samples' gold std
+        # eval_prompts >= 2: the gain is in units of the SFT samples' gold std
         minimum = 2 if name == "eval_prompts" else 1
         if getattr(args, name) < minimum:
             raise UsageError(
@@ -185,11 +192,10 @@ def check_args(args: Args):
                 f"--batch-size ({args.batch_size}) must be divisible by --{name.replace('_', '-')} "
                 f"({getattr(args, name)})"
             )
-    for name in ["temperature", "rm_label_temperature"] + ["kl_target"] * (
-        args.kl_target is not None
-    ):
-        if getattr(args, name) <= 0:
-            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    for name in ["temperature", "rm_label_temperature", "kl_target"]:
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be > 0, got {value}")
     for name in ["beta", "best_of_n"]:
         if getattr(args, name) < 0:
             raise UsageError(
@@ -199,6 +205,13 @@ def check_args(args: Args):
         raise UsageError(
             "--kl-target needs --beta > 0 to start from: the controller multiplies beta, "
             "so 0 stays 0"
+        )
+    if args.prompt_len > 15:
+        raise UsageError(f"--prompt-len must be at most 15, got {args.prompt_len}")
+    if args.best_of_n > args.best_of_n_samples:
+        raise UsageError(
+            f"--best-of-n ({args.best_of_n}) must be at most --best-of-n-samples "
+            f"({args.best_of_n_samples}): best-of-n chooses among those samples"
         )
     if args.advantage != "gae" and args.num_generations < 2:
         raise UsageError(
@@ -228,24 +241,38 @@ WORDS = [
     "bad",
 ]
 VOCAB = ["<pad>", "<bos>", "<sep>", "<eos>"] + WORDS  # token t >= 4 is WORDS[t - 4]
+HELDOUT_MODULUS = 7  # a prompt is held out when its number is divisible by this
+
+
+def is_heldout(prompts: np.ndarray) -> np.ndarray:
+    """The split, by a rule: a prompt's words read as a base-16 number; held out if it is
+    divisible by 7 (one prompt in 7). No stage of training ever draws a held-out prompt."""
+    places = len(WORDS) ** np.arange(prompts.shape[1] - 1, -1, -1)
+    return ((prompts - 4) * places).sum(1) % HELDOUT_MODULUS == 0
 
 
 class ToyLanguage:
-    """Sequences `BOS prompt SEP response EOS PAD...`. Words follow a sparse random bigram
-    chain (each word has 4 possible successors); the response continues the prompt's chain, and its
-    chance to end grows with its length: P(EOS after i words) = sigmoid(i - 4).
+    """Sequences `BOS prompt SEP response EOS PAD...`. A prompt is 4 uniformly random words
+    (65,536 prompts). Words follow a sparse random bigram chain (each word has 4 possible
+    successors); the response continues the chain from the prompt's last word, and its chance to
+    end grows with its length: P(EOS after i words) = sigmoid(i - 4).
 
-    gold(response) = mean valence of its distinct words
+    Each word belongs to one of two hidden groups; the prompt's topic is the group most of its
+    words belong to (a tie: its last word's). The gold scorer reads the topic:
+
+    gold(response) = mean over its distinct words of valence[topic, word]
                      + 0.5 * mean log P_true(bigram) - 2 * [no EOS]
-    Valence rewards some words, fluency rewards the true language's word order; a response
-    that repeats one good word is not fluent, which a reward model that only ever saw fluent
-    SFT samples cannot know.
+    Valence rewards some words in one topic and others in the other, so a policy must read the
+    whole prompt; fluency rewards the true language's word order; a response that repeats one
+    good word is not fluent, which a reward model that only ever saw fluent SFT samples cannot
+    know.
     """
 
     def __init__(self, seed: int):
         rng = np.random.default_rng(seed)
         n = len(WORDS)
-        self.valence = rng.uniform(-1.0, 1.0, n)
+        self.group = rng.permutation(np.arange(n) % 2)  # each word's group, 8 words in each
+        self.valence = rng.uniform(-1.0, 1.0, (2, n))  # valence[topic, word]
         self.bigram = np.zeros((n, n))  # P(next word | word), 4 successors each
         for w in range(n):
             successors = rng.choice(n, 4, replace=False)
@@ -253,41 +280,54 @@ class ToyLanguage:
         # smoothed: an impossible bigram costs about log(1e-3)
         self.log_bigram = np.log(self.bigram + 1e-3)
 
-    def sample(self, rng: np.random.Generator, n: int, prompt_len: int, max_response_len: int):
-        """n prompts (n, prompt_len) and the true language's responses to them
-        (n, max_response_len)."""
-        words = np.zeros((n, prompt_len + max_response_len), np.int64)  # word indices, 0..15
-        words[:, 0] = rng.integers(0, len(WORDS), n)
+    def prompts(self, rng: np.random.Generator, n: int, prompt_len: int, heldout: bool):
+        """n prompts (n, prompt_len) of uniformly random words from one side of the split: the
+        held-out prompts or the training ones (rows on the other side are drawn again)."""
+        prompts = rng.integers(0, len(WORDS), (n, prompt_len)) + 4
+        wrong = is_heldout(prompts) != heldout
+        while wrong.any():
+            prompts[wrong] = rng.integers(0, len(WORDS), (wrong.sum(), prompt_len)) + 4
+            wrong = is_heldout(prompts) != heldout
+        return prompts
+
+    def respond(self, rng: np.random.Generator, prompts: np.ndarray, max_response_len: int):
+        """The true language's responses (n, max_response_len) to the prompts."""
+        n = len(prompts)
+        word = prompts[:, -1] - 4
         responses = np.full((n, max_response_len), PAD)
         ended = np.zeros(n, bool)
-        for t in range(1, prompt_len + max_response_len):
-            cdf = self.bigram[words[:, t - 1]].cumsum(1)
-            words[:, t] = np.minimum((rng.random((n, 1)) > cdf).sum(1), len(WORDS) - 1)
-            i = t - prompt_len  # the response position being written
-            if i >= 0:
-                eos_now = ~ended & (rng.random(n) < 1 / (1 + math.exp(-(i - 4))))
-                responses[:, i] = np.where(ended, PAD, np.where(eos_now, EOS, words[:, t] + 4))
-                ended |= eos_now
-        return words[:, :prompt_len] + 4, responses
+        for i in range(max_response_len):
+            cdf = self.bigram[word].cumsum(1)
+            word = np.minimum((rng.random((n, 1)) > cdf).sum(1), len(WORDS) - 1)
+            eos_now = ~ended & (rng.random(n) < 1 / (1 + math.exp(-(i - 4))))
+            responses[:, i] = np.where(ended, PAD, np.where(eos_now, EOS, word + 4))
+            ended |= eos_now
+        return responses
+
+    def topic(self, prompts: np.ndarray) -> np.ndarray:
+        """The group most of the prompt's words belong to; a tie: the last word's group."""
+        groups = self.group[prompts - 4]
+        twice_ones = 2 * groups.sum(1)
+        tie = groups[:, -1]
+        length = prompts.shape[1]
+        return np.where(twice_ones > length, 1, np.where(twice_ones < length, 0, tie))
 
     def gold_score(self, prompts: np.ndarray, responses: np.ndarray) -> np.ndarray:
         """The hidden human's score of each response (formula above; an empty response
         has valence -1)."""
-        scores = np.zeros(len(prompts))
-        for j, (prompt, response) in enumerate(zip(prompts, responses, strict=True)):
-            has_eos = EOS in response
-            words = [
-                t - 4 for t in response[: list(response).index(EOS) if has_eos else len(response)]
-            ]
-            valence = self.valence[list(set(words))].mean() if words else -1.0
-            chain = [prompt[-1] - 4] + words
-            fluency = (
-                np.mean([self.log_bigram[a, b] for a, b in zip(chain[:-1], chain[1:], strict=True)])
-                if words
-                else 0.0
-            )
-            scores[j] = valence + 0.5 * fluency - 2.0 * (not has_eos)
-        return scores
+        is_word = np.cumsum(responses == EOS, 1) == 0  # before the first EOS
+        has_eos = (responses == EOS).any(1)
+        n_words = is_word.sum(1)
+        words = np.where(is_word, responses - 4, 0)
+        present = np.zeros((len(responses), len(WORDS)))
+        rows, cols = np.nonzero(is_word)
+        present[rows, words[rows, cols]] = 1.0  # each distinct word once
+        valence = (present * self.valence[self.topic(prompts)]).sum(1)
+        valence = np.where(n_words > 0, valence / np.maximum(present.sum(1), 1), -1.0)
+        chain = np.concatenate([prompts[:, -1:] - 4, words], 1)
+        log_p = self.log_bigram[chain[:, :-1], chain[:, 1:]] * is_word
+        fluency = log_p.sum(1) / np.maximum(n_words, 1)  # 0 for an empty response
+        return valence + 0.5 * fluency - 2.0 * ~has_eos
 
 
 def to_text(tokens) -> str:
@@ -299,20 +339,23 @@ class Block(nn.Module):
     def __init__(self, d_model: int, n_head: int):
         super().__init__()
         self.n_head = n_head
-        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.qkv, self.proj = nn.Linear(d_model, 3 * d_model), nn.Linear(d_model, d_model)
-        self.fc1, self.fc2 = nn.Linear(d_model, 4 * d_model), nn.Linear(4 * d_model, d_model)
+        self.ln1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, 4 * d_model)
+        self.fc2 = nn.Linear(4 * d_model, d_model)
 
     def forward(self, x: torch.Tensor, cache: dict | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = (
-            z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-            for z in self.qkv(self.ln1(x)).split(C, -1)
-        )
+        qkv = self.qkv(self.ln1(x)).view(B, T, 3, self.n_head, C // self.n_head)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, n_head, T, C // n_head)
         if cache is not None:  # KV cache: prepend the keys and values of the positions already seen
             if "k" in cache:
-                k, v = torch.cat([cache["k"], k], 2), torch.cat([cache["v"], v], 2)
-            cache["k"], cache["v"] = k, v
+                k = torch.cat([cache["k"], k], 2)
+                v = torch.cat([cache["v"], v], 2)
+            cache["k"] = k
+            cache["v"] = v
         # T > 1 only for a whole sequence or a prompt into an empty cache: causal mask; one new
         # token may attend to every cached position.
         y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
@@ -323,10 +366,8 @@ class Block(nn.Module):
 class TinyLM(nn.Module):
     def __init__(self, vocab_size: int, max_len: int, d_model: int, n_layer: int, n_head: int):
         super().__init__()
-        self.tok_emb, self.pos_emb = (
-            nn.Embedding(vocab_size, d_model),
-            nn.Embedding(max_len, d_model),
-        )
+        self.tok_emb = nn.Embedding(vocab_size, d_model)
+        self.pos_emb = nn.Embedding(max_len, d_model)
         self.blocks = nn.ModuleList(Block(d_model, n_head) for _ in range(n_layer))
         self.ln_f = nn.LayerNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab_size)
@@ -352,7 +393,8 @@ class ScalarModel(nn.Module):
 
     def __init__(self, trunk: TinyLM, d_model: int):
         super().__init__()
-        self.trunk, self.head = trunk, nn.Linear(d_model, 1)
+        self.trunk = trunk
+        self.head = nn.Linear(d_model, 1)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk.hidden(tokens)).squeeze(-1)  # (B, T)
@@ -370,11 +412,17 @@ class LoRALinear(nn.Module):
             torch.randn(rank, base.in_features) / math.sqrt(base.in_features)
         )
         self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank))
-        self.scale, self.enabled = alpha / rank, True
+        self.scale = alpha / rank
+        self.enabled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
-        return out + self.scale * (x @ self.lora_A.T) @ self.lora_B.T if self.enabled else out
+        if not self.enabled:
+            return self.base(x)
+        # x (W + s B A)^T + b equals x W^T + b + s x A^T B^T: one matrix product over the batch
+        # instead of three
+        return F.linear(
+            x, self.base.weight + self.scale * self.lora_B @ self.lora_A, self.base.bias
+        )
 
     def merged(self) -> nn.Linear:
         """One plain layer with W + (alpha / r) * B A: the same function, no adapter cost."""
@@ -525,10 +573,8 @@ def ppo_clip_loss(logprobs, old_logprobs, advantages, mask, cliprange: float):
     0.5*E[(log ratio)^2] and the mean ratio."""
     log_ratio = logprobs - old_logprobs
     ratio = log_ratio.exp()
-    unclipped, clipped = (
-        -advantages * ratio,
-        -advantages * ratio.clamp(1 - cliprange, 1 + cliprange),
-    )
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1 - cliprange, 1 + cliprange)
     loss = masked_mean(torch.max(unclipped, clipped), mask)
     clipfrac = masked_mean((clipped > unclipped).float(), mask)
     return loss, clipfrac, 0.5 * masked_mean(log_ratio**2, mask), masked_mean(ratio, mask)
@@ -558,12 +604,13 @@ def group_advantages(scores: torch.Tensor, k: int, method: str) -> torch.Tensor:
     """Critic-free advantages of the reward model's scores s of responses in
     groups of K to one prompt (adjacent):
     rloo: A_i = s_i - mean_{j != i} s_j                 (the other K-1: the baseline leaves i out)
-    grpo: A_i = (s_i - mean_j s_j) / (std_j s_j + 1e-8)  (the whole group's mean and std)
+    grpo: A_i = (s_i - mean_j s_j) / (std_j s_j + 1e-4)  (the whole group's mean and std; TRL's
+          1e-4 keeps a near-tie near 0)
     """
     group = scores.view(-1, k)  # (prompts, K)
     if method == "rloo":
         return (group - (group.sum(1, keepdim=True) - group) / (k - 1)).flatten()
-    return ((group - group.mean(1, keepdim=True)) / (group.std(1, keepdim=True) + 1e-8)).flatten()
+    return ((group - group.mean(1, keepdim=True)) / (group.std(1, keepdim=True) + 1e-4)).flatten()
 
 
 # --- the RL stage: forward passes, rollout, advantages, update ---
@@ -609,6 +656,13 @@ def with_prompt(prompts: torch.Tensor) -> torch.Tensor:
     return torch.cat([prompts.new_full((n, 1), BOS), prompts, prompts.new_full((n, 1), SEP)], 1)
 
 
+def reference_logprobs(policy: TinyLM, tokens, responses, prompt_size: int, temperature: float):
+    """log pi_ref(y_t) of the sampled tokens: the policy with its adapters off is the SFT model."""
+    with adapters_off(policy):
+        logits = policy(tokens)[:, prompt_size - 1 : -1]
+    return response_logprobs(logits, responses, temperature)[0]
+
+
 def word_bigrams(tokens: torch.Tensor, prompt_size: int) -> list:
     """The word bigrams of each sequence's response, its first word paired with the
     prompt's last word."""
@@ -631,12 +685,11 @@ def rollout(
 ) -> dict:
     """Sample K responses per prompt (adjacent rows), score them, and take all the loss
     needs from the old policy."""
-    prompt_part, prompt_size = (
-        with_prompt(prompts.repeat_interleave(args.num_generations, 0)),
-        prompts.shape[1] + 2,
-    )
+    prompt_part = with_prompt(prompts.repeat_interleave(args.num_generations, 0))
+    prompt_size = prompt_part.shape[1]
     responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
-    tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
+    tokens = torch.cat([prompt_part, responses], 1)
+    mask = response_mask(responses)
     # in minibatch-sized chunks: the update's shapes, so its first minibatch's ratio is exactly 1
     # (matrix products of another batch size round differently)
     chunks = [
@@ -647,10 +700,7 @@ def rollout(
     ]
     old_logprobs = torch.cat([c[0] for c in chunks])
     old_values = None if value_model is None else torch.cat([c[2] for c in chunks])
-    with adapters_off(policy):
-        ref_logprobs, _ = response_logprobs(
-            policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature
-        )
+    ref_logprobs = reference_logprobs(policy, tokens, responses, prompt_size, args.temperature)
     scores = score(reward_model, tokens, prompt_size, args.missing_eos_penalty)
     kl = kl_per_token(old_logprobs, ref_logprobs, args.kl_estimator) * mask
     return {
@@ -669,7 +719,8 @@ def rollout(
 def compute_advantages(batch: dict, args: Args):
     """The one place the methods differ: each response token's advantage, and
     the value targets (gae only)."""
-    rewards, mask = batch["rewards"], batch["mask"]
+    rewards = batch["rewards"]
+    mask = batch["mask"]
     if args.whiten_rewards:
         rewards = masked_whiten(rewards, mask, shift_mean=False) * mask
     if args.advantage == "gae":  # token GAE on the value model's V, whitened over the batch
@@ -700,7 +751,8 @@ def ppo_update(
 ) -> dict:
     """PPO epochs over the batch: the clipped policy loss, plus the clipped value loss
     when there is a value model."""
-    stats, prompt_size = [], args.prompt_len + 2
+    stats = []
+    prompt_size = args.prompt_len + 2
     for _ in range(args.ppo_epochs):
         for idx in torch.randperm(args.batch_size, generator=generator).split(
             args.batch_size // args.num_minibatches
@@ -763,22 +815,21 @@ def evaluate(
     args: Args,
     seen_bigrams: set,
 ) -> dict:
-    """Sample one response per held-out prompt, with the same sampling noise at every
-    evaluation, and measure it: gold, proxy, KL to the reference, length, and two signs of
-    hacking: the share of response bigrams the reward model never saw in its training pairs, and
-    the share of prompts that get the most common response."""
+    """Sample one response per prompt, with the same sampling noise at every evaluation, and
+    measure it: gold (and its standard error over the prompts), proxy, KL to the reference,
+    length, and two signs of hacking: the share of response bigrams the reward model never saw in
+    its training pairs, and the share of prompts that get the most common response."""
     # not training's: evaluating never moves it
     generator = torch.Generator().manual_seed(args.seed + 10_007)
-    prompt_part, prompt_size = with_prompt(prompts), prompts.shape[1] + 2
+    prompt_part = with_prompt(prompts)
+    prompt_size = prompt_part.shape[1]
     responses = generate(policy, prompt_part, args.max_response_len, args.temperature, generator)
-    tokens, mask = torch.cat([prompt_part, responses], 1), response_mask(responses)
+    tokens = torch.cat([prompt_part, responses], 1)
+    mask = response_mask(responses)
     logprobs, _ = response_logprobs(
         policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature
     )
-    with adapters_off(policy):
-        ref_logprobs, _ = response_logprobs(
-            policy(tokens)[:, prompt_size - 1 : -1], responses, args.temperature
-        )
+    ref_logprobs = reference_logprobs(policy, tokens, responses, prompt_size, args.temperature)
     gold = language.gold_score(prompts.numpy(), responses.numpy())
     words = [[t for t in r.tolist() if t > EOS] for r in responses]
     bigrams = [b for seq in word_bigrams(tokens, prompt_size) for b in seq]
@@ -786,6 +837,7 @@ def evaluate(
     return {
         "gold_score": float(gold.mean()),
         "gold_std": float(gold.std()),
+        "gold_se": float(gold.std(ddof=1) / math.sqrt(len(gold))),
         "proxy_score": float(
             score(reward_model, tokens, prompt_size, args.missing_eos_penalty).mean()
         ),
@@ -809,38 +861,71 @@ def evaluate(
 def best_of_n(
     sft: TinyLM, reward_model: ScalarModel, language: ToyLanguage, prompts: torch.Tensor, args: Args
 ) -> list:
-    """Best-of-n from the SFT policy (Gao et al. 2022): n samples per held-out prompt,
-    keep the one the proxy scores highest. Its KL to the SFT policy is analytic:
-    KL = log n - (n - 1) / n."""
+    """Best-of-n from the SFT policy (Gao et al. 2022), computed exactly for q, the empirical
+    distribution of M = --best-of-n-samples SFT samples per prompt. Rank a prompt's distinct
+    responses by the proxy, r_1 < ... < r_m, with Q_j = q_1 + ... + q_j; the best of n draws
+    from q is response j with probability pi_n(j) = Q_j^n - Q_{j-1}^n, so
+        KL(pi_n || q) = sum_j pi_n(j) log(pi_n(j) / q_j),    gold_n = sum_j pi_n(j) gold_j.
+    The familiar log n - (n - 1) / n is only a bound: it assumes no response has noticeable
+    probability, and here the likeliest response to a prompt can have several percent."""
     generator = torch.Generator().manual_seed(args.seed + 10_008)
+    m = args.best_of_n_samples
     prompt_part = with_prompt(prompts)
-    n_max = 2 ** int(math.log2(args.best_of_n))  # n = 1, 2, 4, ..., n_max
-    proxy, gold = [], []
-    for _ in range(n_max):
-        responses = generate(sft, prompt_part, args.max_response_len, args.temperature, generator)
-        tokens = torch.cat([prompt_part, responses], 1)
-        proxy.append(score(reward_model, tokens, prompt_part.shape[1], args.missing_eos_penalty))
-        gold.append(torch.from_numpy(language.gold_score(prompts.numpy(), responses.numpy())))
-    proxy, gold = torch.stack(proxy, 1), torch.stack(gold, 1)  # (prompts, n_max)
-    best = {
-        n: proxy[:, :n].argmax(1, keepdim=True)
-        for n in [2**i for i in range(int(math.log2(n_max)) + 1)]
-    }
+    repeated = prompt_part.repeat_interleave(m, 0)
+    responses = torch.cat(
+        [
+            generate(sft, part, args.max_response_len, args.temperature, generator)
+            for part in repeated.split(8192)  # in chunks: the KV cache of all of them is large
+        ]
+    )
+    # each prompt's distinct responses, with how often each was drawn (sorted by prompt)
+    rows = torch.cat([torch.arange(len(prompts)).repeat_interleave(m)[:, None], responses], 1)
+    distinct, counts = torch.unique(rows, dim=0, return_counts=True)
+    prompt_of = distinct[:, 0]
+    tokens = torch.cat([prompt_part[prompt_of], distinct[:, 1:]], 1)
+    proxy = torch.cat(
+        [
+            score(reward_model, chunk, prompt_part.shape[1], args.missing_eos_penalty)
+            for chunk in tokens.split(4096)
+        ]
+    ).numpy()
+    gold = language.gold_score(prompts[prompt_of].numpy(), distinct[:, 1:].numpy())
+    ns = [2**i for i in range(int(math.log2(args.best_of_n)) + 1)]  # n = 1, 2, 4, ...
+    totals = np.zeros((len(ns), 3))  # KL, gold, proxy, summed over prompts
+    starts = np.searchsorted(prompt_of.numpy(), np.arange(len(prompts) + 1))
+    for begin, end in zip(starts[:-1], starts[1:], strict=True):
+        order = begin + np.argsort(proxy[begin:end])
+        q = counts[order].numpy() / m
+        upper = np.cumsum(q)  # Q_j
+        for i, n in enumerate(ns):
+            pi = upper**n - (upper - q) ** n
+            kl = np.sum(pi * np.log(np.maximum(pi, 1e-300) / q))  # 0 log 0 = 0
+            totals[i] += [kl, pi @ gold[order], pi @ proxy[order]]
+    totals /= len(prompts)
     return [
         {
             "n": n,
-            "gold": float(gold.gather(1, b).mean()),
-            "proxy": float(proxy.gather(1, b).mean()),
-            "kl": math.log(n) - (n - 1) / n,
+            "kl": float(kl),
+            "gold": float(gold_n),
+            "proxy": float(proxy_n),
+            "kl_bound": math.log(n) - (n - 1) / n,
         }
-        for n, b in best.items()
+        for n, (kl, gold_n, proxy_n) in zip(ns, totals, strict=True)
     ]
 
 
 # --- the three stages ---
-def train_sft(args: Args, language: ToyLanguage, rng: np.random.Generator, start_time: float):
-    """Stage 1: SFT on the true language: next-token cross-entropy (PAD not predicted),
-    lr decayed linearly to 0."""
+def draw_training_prompts(language, rng, n: int, args: Args, seen: set) -> torch.Tensor:
+    """n prompts from the training side of the split, each recorded in `seen` (the final JSON's
+    heldout_overlap checks the held-out prompts against it)."""
+    prompts = language.prompts(rng, n, args.prompt_len, heldout=False)
+    seen.update(map(tuple, prompts.tolist()))
+    return torch.from_numpy(prompts)
+
+
+def train_sft(args: Args, language: ToyLanguage, rng, seen: set, start_time: float):
+    """Stage 1: SFT on the true language: next-token cross-entropy on the response tokens (EOS
+    included, PAD not), lr decayed linearly to 0."""
     sft = TinyLM(
         len(VOCAB),
         args.prompt_len + 2 + args.max_response_len,
@@ -850,19 +935,22 @@ def train_sft(args: Args, language: ToyLanguage, rng: np.random.Generator, start
     )
     optimizer = torch.optim.Adam(sft.parameters(), lr=args.sft_learning_rate)
     for step in range(args.sft_steps):
-        prompts, responses = language.sample(
-            rng, args.sft_batch_size, args.prompt_len, args.max_response_len
-        )
-        tokens = torch.cat([with_prompt(torch.from_numpy(prompts)), torch.from_numpy(responses)], 1)
+        prompts = draw_training_prompts(language, rng, args.sft_batch_size, args, seen)
+        responses = language.respond(rng, prompts.numpy(), args.max_response_len)
+        prompt_part = with_prompt(prompts)
+        tokens = torch.cat([prompt_part, torch.from_numpy(responses)], 1)
+        # the loss is on the response only: the prompt's words are random, nothing to learn
+        targets = tokens[:, 1:].clone()
+        targets[:, : prompt_part.shape[1] - 1] = PAD
         # linear decay to 0
         optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)
         sft_loss = F.cross_entropy(
-            sft(tokens[:, :-1]).flatten(0, 1), tokens[:, 1:].flatten(), ignore_index=PAD
+            sft(tokens[:, :-1]).flatten(0, 1), targets.flatten(), ignore_index=PAD
         )
         optimizer.zero_grad()
         sft_loss.backward()
         optimizer.step()
-        if step % 200 == 0 or step == args.sft_steps - 1:
+        if step % 100 == 0 or step == args.sft_steps - 1:
             print(
                 f"sft_step={step}, sft_loss={sft_loss.item():.4f}, "
                 f"seconds={time.time() - start_time:.1f}"
@@ -878,38 +966,49 @@ def preference_pairs(
     rng: np.random.Generator,
     generator: torch.Generator,
 ):
-    """Two SFT responses per prompt and the rater's choice:
-    P(a > b) = sigmoid((gold(a) - gold(b)) / tau). Returns the chosen and the rejected
-    sequences and the gold margin, gold(chosen) - gold(rejected)."""
+    """Two SFT responses per prompt, sampled as the policy will be (--temperature), and the
+    rater's choice: P(a > b) = sigmoid((gold(a) - gold(b)) / tau). Returns the chosen and the
+    rejected sequences and the gold margin, gold(chosen) - gold(rejected)."""
     prompt_part = with_prompt(prompts)
-    a, b = (generate(sft, prompt_part, args.max_response_len, 1.0, generator) for _ in range(2))
-    gold_a, gold_b = (language.gold_score(prompts.numpy(), r.numpy()) for r in (a, b))
+    a = generate(sft, prompt_part, args.max_response_len, args.temperature, generator)
+    b = generate(sft, prompt_part, args.max_response_len, args.temperature, generator)
+    gold_a = language.gold_score(prompts.numpy(), a.numpy())
+    gold_b = language.gold_score(prompts.numpy(), b.numpy())
     p_a_wins = 1 / (1 + np.exp(-(gold_a - gold_b) / args.rm_label_temperature))
-    a_wins = torch.from_numpy(rng.random(len(prompts)) < p_a_wins)
-    chosen, rejected = torch.where(a_wins[:, None], a, b), torch.where(a_wins[:, None], b, a)
-    gold_margin = torch.from_numpy(gold_a - gold_b) * (2 * a_wins.double() - 1)
-    return torch.cat([prompt_part, chosen], 1), torch.cat([prompt_part, rejected], 1), gold_margin
+    a_wins = torch.from_numpy(rng.random(len(prompts)) < p_a_wins)[:, None]
+    chosen = torch.cat([prompt_part, torch.where(a_wins, a, b)], 1)
+    rejected = torch.cat([prompt_part, torch.where(a_wins, b, a)], 1)
+    gold_margin = torch.from_numpy(gold_a - gold_b) * (2 * a_wins[:, 0].double() - 1)
+    return chosen, rejected, gold_margin
+
+
+def merge_lora(model: TinyLM) -> TinyLM:
+    """Each LoRA layer replaced by one plain layer with W + (alpha / r) B A: the same function,
+    without the adapter's cost (for a model that no longer trains)."""
+    for block in model.blocks:
+        for name in ["qkv", "proj", "fc1", "fc2"]:
+            setattr(block, name, getattr(block, name).merged())
+    return model
 
 
 def train_reward_model(
     sft: TinyLM,
     args: Args,
     language: ToyLanguage,
-    new_prompts,
     rng: np.random.Generator,
     generator: torch.Generator,
+    seen: set,
     start_time: float,
 ):
-    """Stage 2: a Bradley-Terry reward model (SFT + LoRA + a scalar head) on
-    rater-labelled pairs of SFT samples. Returns it normalized (SFT samples score mean 0, std 1),
-    its held-out accuracy and the bigrams it saw."""
+    """Stage 2: a Bradley-Terry reward model (SFT + LoRA + a scalar head) on rater-labelled
+    pairs of SFT samples. Returns it frozen, merged and normalized (SFT samples score mean 0,
+    std 1), its accuracy on pairs of held-out prompts and the bigrams it saw."""
     prompt_size = args.prompt_len + 2
     reward_model = ScalarModel(
         add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model
     )
-    chosen, rejected, _ = preference_pairs(
-        sft, language, new_prompts(args.rm_num_pairs), args, rng, generator
-    )
+    prompts = draw_training_prompts(language, rng, args.rm_num_pairs, args, seen)
+    chosen, rejected, _ = preference_pairs(sft, language, prompts, args, rng, generator)
     optimizer = torch.optim.Adam(
         [p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate
     )
@@ -923,18 +1022,17 @@ def train_reward_model(
             rm_loss.backward()
             optimizer.step()
     reward_model.requires_grad_(False)
+    merge_lora(reward_model.trunk)
     with torch.no_grad():
-        # held-out accuracy against the gold order (the raters' noise removed)
-        test_pairs = preference_pairs(sft, language, new_prompts(1000), args, rng, generator)
-        test_chosen, test_rejected, gold_margin = test_pairs
-        chosen_scores, rejected_scores = (
-            score(reward_model, t, prompt_size) for t in (test_chosen, test_rejected)
+        # accuracy on pairs of held-out prompts, against the gold order (the raters' noise removed)
+        test_prompts = torch.from_numpy(language.prompts(rng, 1000, args.prompt_len, heldout=True))
+        test_chosen, test_rejected, gold_margin = preference_pairs(
+            sft, language, test_prompts, args, rng, generator
         )
-        rm_accuracy = float(
-            ((chosen_scores > rejected_scores) == (gold_margin > 0))[gold_margin != 0]
-            .float()
-            .mean()
-        )
+        chosen_scores = score(reward_model, test_chosen, prompt_size)
+        rejected_scores = score(reward_model, test_rejected, prompt_size)
+        agree = (chosen_scores > rejected_scores) == (gold_margin > 0)
+        rm_accuracy = float(agree[gold_margin != 0].float().mean())
         # normalize: SFT samples score mean 0, std 1 (folded into the head)
         sft_scores = torch.cat([chosen_scores, rejected_scores])
         reward_model.head.weight /= sft_scores.std()
@@ -943,7 +1041,8 @@ def train_reward_model(
         )
     print(
         f"reward model: {args.rm_num_pairs} pairs, last loss {rm_loss.item():.4f}, "
-        f"held-out accuracy vs gold {rm_accuracy:.3f}, seconds={time.time() - start_time:.1f}"
+        f"accuracy vs gold on held-out prompts {rm_accuracy:.3f}, "
+        f"seconds={time.time() - start_time:.1f}"
     )
     seen_bigrams = {
         b for t in (chosen, rejected) for seq in word_bigrams(t, prompt_size) for b in seq
@@ -951,16 +1050,66 @@ def train_reward_model(
     return reward_model, rm_accuracy, seen_bigrams
 
 
+# the settings stages 1 and 2 depend on: stages built with them can serve any stage 3
+STAGE_FIELDS = [
+    "seed",
+    "prompt_len",
+    "max_response_len",
+    "d_model",
+    "n_layer",
+    "n_head",
+    "sft_steps",
+    "sft_batch_size",
+    "sft_learning_rate",
+    "rm_num_pairs",
+    "rm_label_temperature",
+    "rm_epochs",
+    "rm_batch_size",
+    "rm_learning_rate",
+    "lora_rank",
+    "lora_alpha",
+    "temperature",
+]
+
+
+def sft_and_reward_model(args: Args, start_time: float | None = None) -> dict:
+    """Stages 1 and 2, from generators of their own: the language, the SFT model, the reward
+    model, and every prompt they trained on."""
+    start_time = time.time() if start_time is None else start_time
+    torch.set_num_threads(1)  # as in main(): another thread count rounds the training otherwise
+    torch.manual_seed(args.seed)
+    # the language's samples and the raters' noise; the sampling of responses and minibatches
+    rng = np.random.default_rng(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    language = ToyLanguage(args.seed)
+    seen_prompts = set()
+    sft, sft_loss = train_sft(args, language, rng, seen_prompts, start_time)
+    reward_model, rm_accuracy, seen_bigrams = train_reward_model(
+        sft, args, language, rng, generator, seen_prompts, start_time
+    )
+    return {
+        "settings": {name: getattr(args, name) for name in STAGE_FIELDS},
+        "language": language,
+        "sft": sft,
+        "sft_loss": sft_loss,
+        "reward_model": reward_model,
+        "rm_accuracy": rm_accuracy,
+        "seen_bigrams": seen_bigrams,
+        "seen_prompts": seen_prompts,
+    }
+
+
 def make_value_model(args: Args, policy: TinyLM, reward_model: ScalarModel) -> ScalarModel | None:
-    """gae's critic: a copy of the reward model whose LoRA and head train, or a
-    head on the policy's own trunk. rloo and grpo have none."""
+    """gae's critic: a copy of the reward model with new LoRA adapters (B = 0: it starts as the
+    reward model) whose adapters and head train, or a head on the policy's own trunk. rloo and
+    grpo have none."""
     if args.advantage != "gae":
         return None
-    value_model = (
-        ScalarModel(policy, args.d_model)
-        if args.value_model == "shared"
-        else copy.deepcopy(reward_model)
-    )
+    if args.value_model == "shared":
+        value_model = ScalarModel(policy, args.d_model)
+    else:
+        trunk = add_lora(copy.deepcopy(reward_model.trunk), args.lora_rank, args.lora_alpha)
+        value_model = ScalarModel(trunk, args.d_model)
     # V starts as the reward model's head
     value_model.head.load_state_dict(reward_model.head.state_dict())
     for name, p in value_model.named_parameters():
@@ -968,7 +1117,27 @@ def make_value_model(args: Args, policy: TinyLM, reward_model: ScalarModel) -> S
     return value_model
 
 
-def main(args: Args) -> dict:
+def log_update(batch: dict, beta: float, optimizer, update_metrics: dict) -> dict:
+    """The rollout's and the update's figures, with TRL's metric names and meanings."""
+    kl = batch["kl"].sum(1)
+    scores = batch["scores"]
+    non_score_reward = float((-beta * kl).mean())  # -beta * KL per response, never whitened
+    return {
+        "objective/kl": float(kl.mean()),
+        # sum_t -log pi
+        "objective/entropy": float((-batch["old_logprobs"] * batch["mask"]).sum(1).mean()),
+        "objective/non_score_reward": non_score_reward,
+        "objective/scores": float(scores.mean()),
+        "objective/rlhf_reward": float(scores.mean()) + non_score_reward,
+        "objective/beta": beta,
+        "lr": optimizer.param_groups[0]["lr"],
+        **update_metrics,
+    }
+
+
+def main(args: Args, stages: dict | None = None) -> dict:
+    """The whole run; `stages` from sft_and_reward_model(args) skips stages 1 and 2 (the same
+    result as without it: stage 3 draws from generators of its own)."""
     check_args(args)
     start_time = time.time()
     run_name = f"{args.exp_name}__{args.seed}__{int(time.time())}"
@@ -981,33 +1150,27 @@ def main(args: Args) -> dict:
             config=asdict(args),
             name=run_name,
         )
-
-    # --- seeding ---
-    torch.manual_seed(args.seed)
-    # the language's samples (prompts too) and the raters' noise
-    rng = np.random.default_rng(args.seed)
-    # the sampling of responses and minibatches in training
-    generator = torch.Generator().manual_seed(args.seed)
     # One thread: a row's matrix products round the same whatever rows share its minibatch, which
     # is what lets the first PPO minibatch see a ratio of exactly 1.
     torch.set_num_threads(1)
-    language = ToyLanguage(args.seed)
 
-    def new_prompts(n: int) -> torch.Tensor:
-        return torch.from_numpy(language.sample(rng, n, args.prompt_len, 1)[0])
+    # --- stages 1 and 2: SFT, then a reward model from pairs of SFT samples labelled by the gold
+    # raters ---
+    if stages is None:
+        stages = sft_and_reward_model(args, start_time)
+    if stages["settings"] != {name: getattr(args, name) for name in STAGE_FIELDS}:
+        raise UsageError("these stages were trained with other settings: build them from args")
+    language = stages["language"]
+    sft = stages["sft"]
+    reward_model = stages["reward_model"]
+    seen_prompts = set(stages["seen_prompts"])
 
-    eval_prompts = new_prompts(args.eval_prompts)  # held out: drawn once, never trained on
-
-    # --- stages 1 and 2: SFT, then a reward model from pairs of SFT samples that the gold raters
-    # labelled ---
-    sft, sft_loss = train_sft(args, language, rng, start_time)
-    reward_model, rm_accuracy, seen_bigrams = train_reward_model(
-        sft, args, language, new_prompts, rng, generator, start_time
-    )
-
-    # --- stage 3: policy = SFT + LoRA (B = 0: equal to SFT at the start); reference = the policy
-    # with its
-    # adapters off; the reward model frozen; a value model only for gae ---
+    # --- stage 3, from generators of its own: policy = SFT + LoRA (B = 0: equal to SFT at the
+    # start); reference = the policy with its adapters off; the reward model frozen; a value
+    # model only for gae ---
+    torch.manual_seed(args.seed + 1)
+    rng = np.random.default_rng(args.seed + 1)  # the prompts
+    generator = torch.Generator().manual_seed(args.seed + 1)  # responses and minibatches
     policy = add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha)
     value_model = make_value_model(args, policy, reward_model)
     trainable = [
@@ -1016,42 +1179,37 @@ def main(args: Args) -> dict:
     # a shared critic's trunk is the policy's: once
     params = list({id(p): p for p in trainable}.values())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
-    # B = 0: this is SFT
-    sft_eval = evaluate(policy, reward_model, language, eval_prompts, args, seen_bigrams)
+
+    # the evaluation's prompts, from a generator of their own: held out (never drawn for any
+    # stage) and, for the gap, as many from the training side
+    eval_rng = np.random.default_rng(args.seed + 2)
+    heldout = torch.from_numpy(language.prompts(eval_rng, args.eval_prompts, args.prompt_len, True))
+    trainside = torch.from_numpy(
+        language.prompts(eval_rng, args.eval_prompts, args.prompt_len, False)
+    )
+    seen_bigrams = stages["seen_bigrams"]
+    sft_eval = evaluate(policy, reward_model, language, heldout, args, seen_bigrams)  # B = 0: SFT
     print(
         f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, "
         f"proxy {sft_eval['proxy_score']:.3f}, "
         f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}"
     )
-    beta, history = args.beta, []
+    beta = args.beta
+    history = []
     ppo_start = time.time()
     for update in range(1, args.num_updates + 1):
         if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
-            optimizer.param_groups[0]["lr"] = args.learning_rate * (
-                1 - (update - 1) / args.num_updates
-            )
-        prompts = new_prompts(args.batch_size // args.num_generations)
+            for group in optimizer.param_groups:
+                group["lr"] = args.learning_rate * (1 - (update - 1) / args.num_updates)
+        prompts = draw_training_prompts(
+            language, rng, args.batch_size // args.num_generations, args, seen_prompts
+        )
         batch = rollout(policy, value_model, reward_model, prompts, args, beta, generator)
         advantages, returns = compute_advantages(batch, args)
         update_metrics = ppo_update(
             policy, value_model, optimizer, params, batch, advantages, returns, args, generator
         )
-
-        # --- logging, with TRL's metric names and meanings; the KL controller ---
-        kl, scores = batch["kl"], batch["scores"]
-        # -beta * KL per response, before any whitening
-        non_score_reward = float((-beta * kl).sum(1).mean())
-        metrics = {
-            "objective/kl": float(kl.sum(1).mean()),
-            # sum_t -log pi
-            "objective/entropy": float((-batch["old_logprobs"] * batch["mask"]).sum(1).mean()),
-            "objective/non_score_reward": non_score_reward,
-            "objective/scores": float(scores.mean()),
-            "objective/rlhf_reward": float(scores.mean()) + non_score_reward,
-            "objective/beta": beta,
-            "lr": optimizer.param_groups[0]["lr"],
-            **update_metrics,
-        }
+        metrics = log_update(batch, beta, optimizer, update_metrics)
         if args.kl_target is not None:
             beta = adaptive_beta(
                 beta, metrics["objective/kl"], args.kl_target, args.batch_size, args.kl_horizon
@@ -1060,10 +1218,8 @@ def main(args: Args) -> dict:
         sps = int(global_step / (time.time() - ppo_start))  # responses per second of PPO
         print(f"global_step={global_step}, episodic_return={metrics['objective/rlhf_reward']:.4f}")
         if update % args.eval_every == 0 or update == args.num_updates:
-            ev = evaluate(policy, reward_model, language, eval_prompts, args, seen_bigrams)
-            metrics.update(
-                {f"eval/{k}": v for k, v in ev.items() if k not in ("samples", "gold_std")}
-            )
+            ev = evaluate(policy, reward_model, language, heldout, args, seen_bigrams)
+            metrics.update({f"eval/{k}": v for k, v in ev.items() if k != "samples"})
             history.append({"update": update, **{k: v for k, v in ev.items() if k != "samples"}})
             print(
                 f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, "
@@ -1077,31 +1233,51 @@ def main(args: Args) -> dict:
         if args.track:
             wandb.log({**metrics, "charts/SPS": sps}, step=global_step)
 
-    # --- the method and SFT on the held-out prompts; best-of-n from SFT beside them ---
+    # --- SFT and the method on held-out and training-side prompts; best-of-n from SFT ---
     method = {"gae": "ppo", "rloo": "rloo", "grpo": "grpo"}[args.advantage]
-    frontier = best_of_n(sft, reward_model, language, eval_prompts, args) if args.best_of_n else []
-    print(f"{'':>12} {'gold':>8} {'proxy':>8} {'kl':>8} {'length':>8} {'eos':>6} {'distinct':>9}")
-    for name, e in [("SFT", sft_eval), (method.upper(), ev)]:
+    with adapters_off(policy):
+        sft_trainside = evaluate(policy, reward_model, language, trainside, args, seen_bigrams)
+    final_trainside = evaluate(policy, reward_model, language, trainside, args, seen_bigrams)
+    frontier = []
+    if args.best_of_n:
+        bon_prompts = heldout[: args.best_of_n_prompts]
+        frontier = best_of_n(sft, reward_model, language, bon_prompts, args)
+    heldout_overlap = float(np.mean([p in seen_prompts for p in map(tuple, heldout.tolist())]))
+    print(f"{'':>24} {'gold':>8} {'proxy':>8} {'kl':>8} {'length':>8} {'eos':>6}")
+    rows = [("SFT, held out", sft_eval), (f"{method.upper()}, held out", ev)]
+    rows += [
+        ("SFT, training side", sft_trainside),
+        (f"{method.upper()}, training side", final_trainside),
+    ]
+    for name, e in rows:
         print(
-            f"{name:>12} {e['gold_score']:8.3f} {e['proxy_score']:8.3f} {e['kl']:8.3f} "
-            f"{e['length']:8.2f} {e['eos_rate']:6.2f} {e['distinct_ratio']:9.2f}"
+            f"{name:>24} {e['gold_score']:8.3f} {e['proxy_score']:8.3f} {e['kl']:8.3f} "
+            f"{e['length']:8.2f} {e['eos_rate']:6.2f}"
         )
     for row in frontier:
         print(
-            f"{'best-of-' + str(row['n']):>12} "
-            f"{row['gold']:8.3f} {row['proxy']:8.3f} {row['kl']:8.3f}"
+            f"{'best-of-' + str(row['n']):>24} {row['gold']:8.3f} {row['proxy']:8.3f} "
+            f"{row['kl']:8.3f} (bound {row['kl_bound']:.3f})"
         )
+    print(f"heldout_overlap={heldout_overlap} (held-out prompts seen in any training stage)")
     if args.track:
         wandb.finish()
     return {
         "method": method,
         # policy, reference, reward model (and value model)
         "models": 4 if value_model is not None else 3,
-        "sft_loss": round(sft_loss, 4),
-        "rm_accuracy": rm_accuracy,
+        "sft_loss": round(stages["sft_loss"], 4),
+        "rm_accuracy": stages["rm_accuracy"],
         "gold_gain_in_sft_std": (ev["gold_score"] - sft_eval["gold_score"]) / sft_eval["gold_std"],
+        # training side minus held out: what the policy gained on prompts like its training ones
+        # but not on new ones (SFT's own gap, which is noise only, beside it)
+        "generalization_gap": final_trainside["gold_score"] - ev["gold_score"],
+        "sft_generalization_gap": sft_trainside["gold_score"] - sft_eval["gold_score"],
+        "heldout_overlap": heldout_overlap,
         "sft": sft_eval,
         "final": ev,  # the trained policy on the held-out prompts
+        "sft_trainside": sft_trainside,
+        "final_trainside": final_trainside,
         "history": history,
         "best_of_n": frontier,
         "wall_seconds": round(time.time() - start_time, 2),

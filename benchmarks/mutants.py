@@ -318,8 +318,8 @@ MUTANTS = [
     (
         "ppo_rlhf_toy.py",
         "best-of-n chooses by the gold score",
-        "n: proxy[:, :n].argmax(1, keepdim=True)",
-        "n: gold[:, :n].argmax(1, keepdim=True)",
+        "order = begin + np.argsort(proxy[begin:end])",
+        "order = begin + np.argsort(gold[begin:end])",
     ),
     (
         "ppo_rlhf_toy.py",
@@ -348,8 +348,8 @@ MUTANTS = [
     (
         "ppo_rlhf_toy.py",
         "the reference is the policy itself (adapters left on)",
-        "for c in chunks])\n    with adapters_off(policy):",
-        "for c in chunks])\n    with torch.no_grad():",
+        "    with adapters_off(policy):\n        logits = policy(tokens)",
+        "    with torch.no_grad():\n        logits = policy(tokens)",
     ),
     (
         "ppo_rlhf_toy.py",
@@ -380,6 +380,97 @@ MUTANTS = [
         "adapters stay off after the reference pass",
         "        for m in layers:\n            m.enabled = True",
         "        for m in layers:\n            m.enabled = False",
+    ),
+    # issue 23: the held-out split, best-of-n's exact KL, the defects of the review
+    (
+        "ppo_rlhf_toy.py",
+        "training prompts drawn from the held-out side",
+        "prompts = language.prompts(rng, n, args.prompt_len, heldout=False)",
+        "prompts = language.prompts(rng, n, args.prompt_len, heldout=True)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the split ignored when drawing",
+        "        wrong = is_heldout(prompts) != heldout\n        while",
+        "        wrong = is_heldout(prompts) & False\n        while",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the evaluation's prompts from stage 3's generator",
+        "heldout = torch.from_numpy(language.prompts(eval_rng,",
+        "heldout = torch.from_numpy(language.prompts(rng,",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "preference pairs at temperature 1",
+        "    a = generate(sft, prompt_part, args.max_response_len, args.temperature, generator)",
+        "    a = generate(sft, prompt_part, args.max_response_len, 1.0, generator)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the reward model not merged",
+        "    merge_lora(reward_model.trunk)\n",
+        "\n",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "stage 3 changes the stages' SFT model (no copy)",
+        "policy = add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha)",
+        "policy = add_lora(sft, args.lora_rank, args.lora_alpha)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "best-of-n's distribution off by one rank",
+        "pi = upper**n - (upper - q) ** n",
+        "pi = upper**n - (upper - q) ** (n - 1)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "best-of-n ranked the wrong way",
+        "order = begin + np.argsort(proxy[begin:end])",
+        "order = begin + np.argsort(-proxy[begin:end])",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "best-of-n's KL ratio upside down",
+        "np.log(np.maximum(pi, 1e-300) / q)",
+        "np.log(q / np.maximum(pi, 1e-300))",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "gold counts words after EOS",
+        "is_word = np.cumsum(responses == EOS, 1) == 0",
+        "is_word = responses > EOS",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "gold's fluency chain from the prompt's first word",
+        "chain = np.concatenate([prompts[:, -1:] - 4, words], 1)",
+        "chain = np.concatenate([prompts[:, :1] - 4, words], 1)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the topic's tie to the first word",
+        "tie = groups[:, -1]",
+        "tie = groups[:, 0]",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "stages 1 and 2 at the caller's thread count",
+        "    torch.set_num_threads(1)  # as in main(): another thread count rounds the training",
+        "    pass  # as in main(): another thread count rounds the training",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "SFT's loss on the prompt's random words",
+        "        targets[:, : prompt_part.shape[1] - 1] = PAD\n",
+        "\n",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "the held-out rule another modulus",
+        "HELDOUT_MODULUS = 7",
+        "HELDOUT_MODULUS = 8",
     ),
     # --- resume (issue 24) ---
     (

@@ -6,7 +6,8 @@ first 10 episodes on. With --rlhf-json, it also redraws the RLHF frontier (rlhf_
 rlhf_frontier.py from the saved runs), so one command makes every figure of the README:
 
     python benchmarks/plot.py benchmarks/results/curves --out benchmarks/results \
-        --rlhf-json benchmarks/results/rlhf_default.json benchmarks/results/rlhf_betas.json
+        --rlhf-json benchmarks/results/rlhf_rm8000.json benchmarks/results/rlhf_rm2000.json \
+        benchmarks/results/rlhf_rm500.json
 """
 
 import argparse
@@ -57,7 +58,7 @@ def main():
         help="saved RLHF runs (rlhf_frontier.py's JSON) to redraw the frontier",
     )
     args = parser.parse_args()
-    if args.rlhf_json:  # the frontier of the README: seeds 1-3, betas 0.03, 0.1, 0.3
+    if args.rlhf_json:  # the frontier of the README
         frontier = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rlhf_frontier.py")
         subprocess.run(
             [
@@ -65,10 +66,6 @@ def main():
                 frontier,
                 "--from-json",
                 *args.rlhf_json,
-                "--seeds",
-                "1",
-                "2",
-                "3",
                 "--label",
                 "frontier",
                 "--out-dir",
