@@ -1,9 +1,8 @@
 """A2C: synchronous advantage actor-critic (Mnih et al. 2016), discrete and continuous actions.
 
-What this chapter adds to reinforce.py: a critic V(s), learned alongside the actor. The weight of
-log pi(a_t|s_t) is then the advantage A_t = r_t + gamma*V(s_{t+1}) - V(s_t), or its GAE(lambda)
-average over n steps, so the agent learns from short rollouts of `--num-steps` steps in
-`--num-envs` envs (one gradient step each) instead of from whole episodes.
+What this chapter adds to reinforce.py: a critic V(s). The weight of log pi(a_t|s_t) is
+the advantage A_t = r_t + gamma*V(s_{t+1}) - V(s_t), or its GAE(lambda) average over n
+steps (lambda 1: A2C's n-step return): the agent learns from short rollouts.
 
     python actor_critic.py --env-id CartPole-v1
 """
@@ -23,6 +22,7 @@ import torch.nn as nn
 import tyro
 from gymnasium.wrappers import RecordVideo
 from gymnasium.wrappers.utils import RunningMeanStd
+from gymnasium.wrappers.vector import ClipAction, RecordEpisodeStatistics
 from torch.distributions import Categorical, Independent, Normal
 
 
@@ -35,24 +35,21 @@ class Args:
     cuda: bool = False
     """if toggled, run the networks on the GPU"""
     track: bool = False
-    """if toggled, log the run to Weights & Biases (works with WANDB_MODE=offline)"""
+    """if toggled, log to Weights & Biases (WANDB_MODE=offline works)"""
     wandb_project_name: str = "rlref"
-    """the wandb project name"""
-    wandb_entity: str | None = None
-    """the wandb entity (team); None uses your default entity"""
+    """the wandb project (the team: WANDB_ENTITY)"""
     capture_video: bool = False
     """if toggled, record videos of env 0 to `videos/` (needs moviepy)"""
     save_model: bool = False
-    """if toggled, save the model to `runs/{run_name}/{exp_name}.pt` and evaluate it"""
+    """if toggled, save the model to `runs/` and evaluate it"""
     save_every: int = 0
-    """save the run's checkpoint there every this many env steps too (0: never)"""
+    """save a checkpoint every this many env steps too (0: never)"""
     resume: str | None = None
-    """path of a checkpoint to continue its run from: its settings (flags given replace them),
-    model, optimizer and step"""
+    """a checkpoint to continue; its settings: the flags' defaults"""
     eval_checkpoint: str | None = None
-    """path of a saved model to evaluate instead of training"""
+    """a saved model to evaluate instead of training"""
     eval_episodes: int = 10
-    """number of episodes for the evaluation of a saved model"""
+    """the number of episodes of that evaluation"""
 
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
@@ -69,11 +66,11 @@ class Args:
     gamma: float = 0.99
     """the discount factor gamma"""
     gae_lambda: float = 1.0
-    """the lambda of generalized advantage estimation (1: the n-step return of the A2C paper)"""
+    """the lambda of generalized advantage estimation"""
     norm_adv: bool = False
-    """if toggled, normalize advantages to mean 0, std 1 within each rollout"""
+    """if toggled, normalize the advantages of each update's batch"""
     shared_trunk: bool = False
-    """if toggled, the critic shares all but the last layer with the actor"""
+    """if toggled, the critic shares the actor's layers but the last"""
     ent_coef: float = 0.0
     """the coefficient of the entropy bonus"""
     vf_coef: float = 0.5
@@ -86,90 +83,59 @@ class UsageError(ValueError):
     """A setting the script cannot run with, printed as one line."""
 
 
-# What a resumed run takes from its checkpoint and cannot change: the env and the network.
-FIXED_ON_RESUME = ["exp_name", "seed", "env_id", "num_envs", "num_steps", "shared_trunk"]
+STOP = []  # the signal asking the run to stop (`ask_to_stop`)
 
 
 # --- environments: gymnasium 1.x vector env with SAME_STEP autoreset ---
-# An env whose episode ends is reset inside the same step(): the obs it
-# returns is the next episode's first; the last obs is info["final_obs"].
-def make_envs(env_id: str, num_envs: int, capture_video: bool = False, run_name: str = ""):
+# An ended episode resets within step(); its last obs is info["final_obs"].
+def make_envs(env_id, num_envs, capture_video=False, run_name="", last=10):
     thunks = [lambda: gym.make(env_id)] * num_envs
-    video_folder = f"videos/{run_name}"
     if capture_video:  # record env 0's episodes
-        thunks[0] = lambda: RecordVideo(gym.make(env_id, render_mode="rgb_array"), video_folder)
-    autoreset_mode = gym.vector.AutoresetMode.SAME_STEP
+        video = f"videos/{run_name}"
+        thunks[0] = lambda: RecordVideo(gym.make(env_id, render_mode="rgb_array"), video)
     try:
-        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=autoreset_mode)
+        envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
     except gym.error.Error as e:  # an unknown id, a missing package
         raise UsageError(f"{env_id}: {e}") from None
     obs_space = envs.single_observation_space
     action_space = envs.single_action_space
     if not (isinstance(obs_space, gym.spaces.Box) and len(obs_space.shape) == 1):
-        raise UsageError(f"the MLP needs a flat Box observation space; {env_id} has {obs_space}")
-    box_1d = isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
-    if not (isinstance(action_space, gym.spaces.Discrete) or box_1d):
-        raise UsageError(
-            f"only Discrete and 1-D Box actions are handled; {env_id} has {action_space}"
-        )
-    return envs
+        raise UsageError(f"the MLP needs a flat Box observation; {env_id} has {obs_space}")
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        envs = ClipAction(envs)  # the env gets a ~ pi clipped to its bounds
+    elif not isinstance(action_space, gym.spaces.Discrete):
+        raise UsageError(f"actions must be Discrete or 1-D Box; {env_id} has {action_space}")
+    # info["episode"] at an episode's end; return_queue: the `last` returns
+    return RecordEpisodeStatistics(envs, buffer_length=last)
 
 
-def true_next_obs(obs: np.ndarray, done: np.ndarray, info: dict) -> np.ndarray:
-    """s_{t+1} of each env: info["final_obs"] where the episode ended, else the returned obs"""
-    if not done.any():
-        return obs
+def true_next_obs(obs, done, info):
+    """s_{t+1}: info["final_obs"] where an episode ended, else the obs returned"""
     next_obs = obs.copy()
-    for i in np.flatnonzero(done):
-        next_obs[i] = info["final_obs"][i]
+    if done.any():  # final_obs holds None for the other envs
+        next_obs[done] = np.stack(info["final_obs"][done])
     return next_obs
-
-
-def check_args(args: Args):
-    """Refuse settings that cannot work, with a line that says what to do."""
-    for name in ["total_timesteps", "num_envs", "num_steps", "eval_episodes"]:
-        value = getattr(args, name)
-        if value <= 0:
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} must be a positive integer, got {value}")
-    if not 0.0 <= args.gamma <= 1.0:
-        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
-    if args.save_every < 0:
-        raise UsageError(f"--save-every must be 0 (never) or positive, got {args.save_every}")
-    batch_size = args.num_envs * args.num_steps
-    if args.total_timesteps < batch_size:
-        raise UsageError(
-            f"--total-timesteps ({args.total_timesteps}) is smaller than one rollout "
-            f"({batch_size} steps)"
-        )
-    if args.cuda and not torch.cuda.is_available():
-        raise UsageError("--cuda was given but torch sees no CUDA device; drop --cuda")
 
 
 # --- normalization of observations and rewards (continuous control) ---
 class Normalizer:
-    """Continuous control (`enabled`): obs normalized by their running mean and std, rewards by
-    the running std of the discounted return. Otherwise obs are only cast to float32."""
+    """Continuous control (`enabled`): obs scaled by their running mean and std,
+    rewards by the running std of the discounted return. Else obs become float32."""
 
-    def __init__(self, obs_dim: int, num_envs: int, gamma: float, enabled: bool):
+    def __init__(self, obs_dim, num_envs, gamma, enabled):
         self.enabled = enabled
         self.gamma = gamma
         self.discounted_return = np.zeros(num_envs)
         self.obs_rms = RunningMeanStd(shape=(obs_dim,))
         self.return_rms = RunningMeanStd()
 
-    def obs(self, raw_obs: np.ndarray, update: bool = False) -> np.ndarray:
+    def obs(self, raw_obs, update=False):
         if not self.enabled:
             return raw_obs.astype(np.float32)
         if update:
             self.obs_rms.update(raw_obs)
         obs = (raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(obs, -10.0, 10.0).astype(np.float32)
-
-    def reset(self, raw_obs: np.ndarray) -> np.ndarray:
-        """A new episode in every env: no discounted return carries over."""
-        self.discounted_return[:] = 0.0
-        return self.obs(raw_obs, update=True)
 
     def step(self, raw_obs, raw_next_obs, reward, done):
         """One env step: update the statistics; return obs, next_obs, reward"""
@@ -181,33 +147,24 @@ class Normalizer:
             reward = np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)
         return obs, self.obs(raw_next_obs), reward
 
-    def state_dict(self) -> dict:
-        """The running statistics, as tensors and floats"""
-        statistics = {"obs_rms": self.obs_rms, "return_rms": self.return_rms}
-        return {
-            name: {
-                "mean": torch.as_tensor(rms.mean),
-                "var": torch.as_tensor(rms.var),
-                "count": float(rms.count),
-            }
-            for name, rms in statistics.items()
-        }
+    def state_dict(self):
+        """The statistics (mean, var, count) as tensors"""
+        rms = {"obs_rms": self.obs_rms, "return_rms": self.return_rms}
+        return {n: {k: torch.tensor(v) for k, v in vars(r).items()} for n, r in rms.items()}
 
-    def load_state_dict(self, state: dict):
-        for name, rms in {"obs_rms": self.obs_rms, "return_rms": self.return_rms}.items():
-            rms.mean = state[name]["mean"].numpy()
-            rms.var = state[name]["var"].numpy()
-            rms.count = state[name]["count"]
+    def load_state_dict(self, state):
+        for name, values in state.items():
+            vars(getattr(self, name)).update({k: v.numpy() for k, v in values.items()})
 
 
 # --- networks: the actor pi(a|s) and the critic V(s) ---
-def layer_init(layer: nn.Linear, std=np.sqrt(2), bias_const=0.0):
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
     nn.init.orthogonal_(layer.weight, std)
     nn.init.constant_(layer.bias, bias_const)
     return layer
 
 
-def mlp(in_dim: int, out_dim: int, out_std: float, hidden: int = 64) -> nn.Sequential:
+def mlp(in_dim, out_dim, out_std, hidden=64):
     return nn.Sequential(
         layer_init(nn.Linear(in_dim, hidden)),
         nn.Tanh(),
@@ -218,16 +175,16 @@ def mlp(in_dim: int, out_dim: int, out_std: float, hidden: int = 64) -> nn.Seque
 
 
 class Agent(nn.Module):
-    """Actor pi(a|s): Categorical for Discrete actions; for Box actions, a diagonal Gaussian
-    with a state-independent log-std (its log_prob sums over the action's dims).
-    Critic V(s): an MLP of its own, or (`shared_trunk`) the actor's layers but the last."""
+    """Actor pi(a|s): Categorical for Discrete actions; for Box actions, a diagonal
+    Gaussian, its log-std state-independent (its log_prob sums over the dims).
+    Critic V(s): an MLP of its own, or (`shared_trunk`) the actor's but its head."""
 
-    def __init__(self, obs_dim: int, action_space: gym.Space, shared_trunk: bool = False):
+    def __init__(self, obs_dim, action_space, shared_trunk=False):
         super().__init__()
         self.discrete = isinstance(action_space, gym.spaces.Discrete)
         action_dim = int(action_space.n) if self.discrete else action_space.shape[0]
-        self.actor = mlp(obs_dim, action_dim, out_std=0.01)  # logits, or the Gaussian mean
-        if shared_trunk:  # the same layer objects, so the same parameters, and a head of its own
+        self.actor = mlp(obs_dim, action_dim, out_std=0.01)  # logits, or Gaussian mean
+        if shared_trunk:  # the same layer objects (parameters), a head of its own
             head = layer_init(nn.Linear(self.actor[-1].in_features, 1), std=1.0)
             self.critic = nn.Sequential(*self.actor[:-1], head)
         else:
@@ -235,10 +192,10 @@ class Agent(nn.Module):
         if not self.discrete:
             self.actor_logstd = nn.Parameter(torch.zeros(action_dim))
 
-    def value(self, obs: torch.Tensor) -> torch.Tensor:
+    def value(self, obs):
         return self.critic(obs).squeeze(-1)
 
-    def dist(self, obs: torch.Tensor):
+    def dist(self, obs):
         """The distribution pi(.|s)."""
         out = self.actor(obs)
         if self.discrete:
@@ -248,13 +205,13 @@ class Agent(nn.Module):
 
 
 # --- the math: advantages and losses ---
-def gae(rewards, values, next_values, dones, gamma: float, lam: float) -> np.ndarray:
+def gae(rewards, values, next_values, dones, gamma, lam):
     """Generalized advantage estimation over a (T, N) rollout of numpy arrays.
 
-    delta_t = r_t + gamma*V(s_{t+1}) - V(s_t)           (V(s_{t+1}) = 0 if the episode terminated)
-    A_t     = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: the episode ended at t, either way)
+    delta_t = r_t + gamma*V(s_{t+1}) - V(s_t)       (V(s_{t+1}) = 0 after a termination)
+    A_t = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: an episode ended, either way)
 
-    So a truncated episode keeps its bootstrap V(final obs) but shares no advantage with the next.
+    A truncated episode keeps its bootstrap V(final obs) but no advantage of the next.
     """
     advantages = np.zeros_like(rewards)
     deltas = rewards + gamma * next_values - values
@@ -265,207 +222,78 @@ def gae(rewards, values, next_values, dones, gamma: float, lam: float) -> np.nda
     return advantages
 
 
-def policy_gradient_loss(logprobs, advantages):
-    """L = -E[ A_t * log pi(a_t|s_t) ]: the policy gradient with the advantage as the weight"""
-    return -(advantages * logprobs).mean()
+def policy_gradient_loss(logprobs, weights):
+    """L = -mean_t[ weight_t * log pi(a_t|s_t) ]; -grad L is the policy gradient"""
+    return -(weights * logprobs).mean()
 
 
 def value_loss(values, returns):
-    """0.5*E[(V(s_t) - R_t)^2], R_t = A_t + V(s_t): the critic regresses on the GAE return"""
+    """0.5*E[(V(s_t) - R_t)^2]: V regresses on the GAE return R_t = A_t + V(s_t)"""
     return 0.5 * ((values - returns) ** 2).mean()
 
 
-def explained_variance(values: np.ndarray, returns: np.ndarray) -> float:
+def explained_variance(values, returns):
     """1 - Var(R - V) / Var(R): 1 for a perfect critic, 0 for a constant"""
     if returns.var() == 0:
         return float("nan")
     return float(1 - (returns - values).var() / returns.var())
 
 
-# --- checkpoints: save, load, resume; evaluate a saved model ---
-def save_checkpoint(path: str, checkpoint: dict):
-    """Write a temporary file, then rename it: a crash while saving never leaves a broken file."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save(checkpoint, path + ".tmp")
-    os.replace(path + ".tmp", path)
-
-
-def load_checkpoint(path: str, keys=("model", "obs_rms", "args")) -> dict:
-    """The checkpoint --save-model wrote, or a UsageError saying what is wrong"""
-    if not os.path.isfile(path):
-        raise UsageError(f"{path}: no such file; pass the .pt file that --save-model wrote")
-    try:  # weights_only: a foreign file cannot run code
-        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
-    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
-        message = f"torch.load(weights_only=True) cannot read it ({type(e).__name__})"
-        raise UsageError(f"{path}: {message}; pass a .pt file that --save-model wrote") from None
-    for key in keys:
-        if not isinstance(checkpoint, dict) or key not in checkpoint:
-            raise UsageError(f"{path}: no '{key}' in it; it was not saved by this script")
-    return checkpoint
-
-
-def resumed_args(args: Args, checkpoint: dict) -> Args:
-    """The saved run's settings, but those given on the command line (not at their default)
-    replace them; the env and the network cannot change."""
-    defaults = asdict(Args())
-    given = {k: v for k, v in asdict(args).items() if v != defaults[k]}
-    for name in FIXED_ON_RESUME:
-        if name in given and given[name] != checkpoint["args"][name]:
-            flag = "--" + name.replace("_", "-")
-            saved = checkpoint["args"][name]
-            raise UsageError(f"{flag} cannot change when resuming (the run has {saved}); drop it")
-    try:
-        return Args(**{**checkpoint["args"], **given})
-    except TypeError as e:
-        raise UsageError(f"{args.resume}: its args are not this script's ({e})") from None
-
-
-@torch.no_grad()
-def evaluate(path: str, eval_episodes: int = 10, seed: int = 0, capture_video: bool = False):
-    """The returns of `eval_episodes` episodes of the most likely action"""
-    checkpoint = load_checkpoint(path)
-    try:
-        saved = Args(**checkpoint["args"])
-    except TypeError as e:
-        raise UsageError(f"{path}: its args are not this script's ({e})") from None
-    envs = make_envs(saved.env_id, 1, capture_video, f"{saved.exp_name}-eval")
-    obs_dim = envs.single_observation_space.shape[0]
-    agent = Agent(obs_dim, envs.single_action_space, saved.shared_trunk)
-    try:
-        agent.load_state_dict(checkpoint["model"])
-    except RuntimeError as e:  # a missing layer, a size mismatch
-        message = " ".join(str(e).split())
-        raise UsageError(f"{path}: the saved model does not fit this Agent: {message}") from None
-    normalizer = Normalizer(obs_dim, 1, saved.gamma, enabled=not agent.discrete)
-    normalizer.obs_rms.mean = checkpoint["obs_rms"]["mean"].numpy()
-    normalizer.obs_rms.var = checkpoint["obs_rms"]["var"].numpy()
-    obs, _ = envs.reset(seed=seed)
-    returns = []
-    episodic_return = 0.0
-    while len(returns) < eval_episodes:
-        obs_tensor = torch.as_tensor(normalizer.obs(obs))  # with the saved statistics
-        action = agent.dist(obs_tensor).mode.numpy()  # argmax, or the Gaussian mean
-        if not agent.discrete:
-            action = np.clip(action, envs.single_action_space.low, envs.single_action_space.high)
-        obs, reward, terminated, truncated, _ = envs.step(action)
-        episodic_return += float(reward[0])
-        if terminated[0] or truncated[0]:
-            returns.append(episodic_return)
-            episodic_return = 0.0
-    envs.close()
-    return returns
-
-
 def main(args: Args) -> dict:
-    resume_from = None
-    if args.resume is not None:  # continue a saved run: its settings, model, optimizer, step
-        resume_from = load_checkpoint(args.resume, ("model", "args", "optimizer", "global_step"))
-        args = resumed_args(args, resume_from)
-        if resume_from["iteration"] >= args.total_timesteps // (args.num_envs * args.num_steps):
-            raise UsageError(f"{args.resume}: that run is done; pass a larger --total-timesteps")
-    check_args(args)
-    if args.eval_checkpoint is not None:  # evaluate a saved model instead of training
-        returns = evaluate(args.eval_checkpoint, args.eval_episodes, args.seed, args.capture_video)
-        return {"eval_returns": returns, "eval_mean_return": float(np.mean(returns))}
-
-    batch_size = args.num_envs * args.num_steps
-    num_iterations = args.total_timesteps // batch_size
+    checkpoint = load_checkpoint(args.resume) if args.resume else {}
+    check_args(args, checkpoint)
+    if args.eval_checkpoint:  # evaluate a saved model instead of training
+        return evaluate(args.eval_checkpoint, args.eval_episodes, args.seed, args.capture_video)
     run_name = f"{args.env_id}__{args.exp_name}__{args.seed}__{int(time.time())}"
-    if resume_from is not None:  # the same folder, and the same wandb run
-        run_name = resume_from["run_name"]
-    path = f"runs/{run_name}/{args.exp_name}.pt"
+    run_name = checkpoint.get("run_name", run_name)
+    path = args.resume or f"runs/{run_name}/{args.exp_name}.pt"
     envs = make_envs(args.env_id, args.num_envs, args.capture_video, run_name)
-    if args.track:
-        import wandb
+    wandb = start_wandb(args, run_name, checkpoint) if args.track else None
 
-        wandb.init(
-            project=args.wandb_project_name,
-            entity=args.wandb_entity,
-            config=asdict(args),
-            name=run_name,
-            id=resume_from["wandb_id"] if resume_from else None,
-            resume="allow",
-        )
-        wandb.define_metric("global_step")
-        wandb.define_metric("*", step_metric="global_step")
-
-    # --- seeding: torch (initial weights and the sampled actions), the envs ---
+    # --- seeding: torch (weights, sampled actions), the envs ---
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # the networks are small: see benchmarks/README.md
+    torch.set_num_threads(1)  # small networks: see benchmarks/README.md
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim = envs.single_observation_space.shape[0]
     action_space = envs.single_action_space
     agent = Agent(obs_dim, action_space, args.shared_trunk).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, enabled=not agent.discrete)
-    global_step = 0
-    iteration = 0
-    if resume_from is not None:  # where the saved run stopped
-        agent.load_state_dict(resume_from["model"])
-        optimizer.load_state_dict(resume_from["optimizer"])
-        normalizer.load_state_dict(resume_from)
-        global_step = resume_from["global_step"]
-        iteration = resume_from["iteration"]
-        torch.set_rng_state(resume_from["torch_rng"])
-        print(f"resuming {run_name} at global_step={global_step}; the envs start new episodes")
+    normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, not agent.discrete)
+    global_step = checkpoint.get("global_step", 0)
+    if checkpoint:  # continue the saved run; the envs start anew
+        load_model(agent, checkpoint["model"], path)
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        normalizer.load_state_dict(checkpoint["normalizer"])
+        torch.set_rng_state(checkpoint["torch_rng"])
+        print(f"resuming {run_name} at global_step={global_step}")
 
-    def checkpoint() -> dict:
-        """What --resume and --eval-checkpoint need: tensors and plain types only"""
-        return {
-            "model": {k: v.cpu() for k, v in agent.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
-            **normalizer.state_dict(),
-            "args": asdict(args),
-            "run_name": run_name,
-            "global_step": global_step,
-            "iteration": iteration,
-            "torch_rng": torch.get_rng_state(),
-            "wandb_id": wandb.run.id if args.track else None,
-        }
-
-    # Rollout storage, shaped (num_steps, num_envs, ...); next_obs_buf[t] is the true s_{t+1}.
+    # Rollout storage, (num_steps, num_envs, ...); next_obs_buf[t]: s_{t+1}
     rollout_shape = (args.num_steps, args.num_envs)
     obs_buf = np.zeros((*rollout_shape, obs_dim), np.float32)
     next_obs_buf = np.zeros((*rollout_shape, obs_dim), np.float32)
-    if agent.discrete:
-        actions_buf = np.zeros(rollout_shape, np.int64)
-    else:
-        actions_buf = np.zeros((*rollout_shape, *action_space.shape), np.float32)
+    actions_buf = np.zeros(rollout_shape + action_space.shape, action_space.dtype)
     rewards_buf = np.zeros(rollout_shape, np.float32)
     terminated_buf = np.zeros(rollout_shape, np.float32)
     dones_buf = np.zeros(rollout_shape, np.float32)
-    episode_returns = np.zeros(args.num_envs)
-    episode_lengths = np.zeros(args.num_envs, np.int64)
-    recent_returns = deque(maxlen=10)  # the last 10 episodic returns
-    start_step = global_step
-    start_time = time.time()
+    recent_returns = deque(maxlen=10)  # the last 10 learned from
+    start_step, start_time = global_step, time.time()
     obs, _ = envs.reset(seed=args.seed + global_step)
-    obs = normalizer.reset(obs)
-    # Ctrl-C (or a job's SIGTERM) lets the iteration finish, then the run saves and stops.
-    stop = []
-    handlers = {
-        s: signal.signal(s, lambda signum, frame: stop.append(signum))
-        for s in [signal.SIGINT, signal.SIGTERM]
-    }
-
-    first_iteration = iteration + 1
-    for iteration in range(first_iteration, num_iterations + 1):
-        if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
-            lr_now = args.learning_rate * (1.0 - (iteration - 1.0) / num_iterations)
+    obs = normalizer.obs(obs, update=True)
+    STOP.clear()
+    while global_step < args.total_timesteps and not STOP:
+        previous_step = global_step
+        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t the env steps so far
             for group in optimizer.param_groups:
-                group["lr"] = lr_now
+                group["lr"] = args.learning_rate * (1 - global_step / args.total_timesteps)
 
-        # --- rollout: num_steps steps of num_envs envs with the current policy ---
+        # --- rollout: num_steps steps of num_envs envs with the policy ---
         for step in range(args.num_steps):
             global_step += args.num_envs
             with torch.no_grad():  # a ~ pi(.|s); acting needs no gradient
-                action = agent.dist(torch.as_tensor(obs, device=device)).sample().cpu().numpy()
+                action = agent.dist(torch.as_tensor(obs, device=device)).sample()
             obs_buf[step] = obs
-            actions_buf[step] = action
-            if not agent.discrete:  # the env sees it clipped
-                action = np.clip(action, action_space.low, action_space.high)
-            raw_obs, reward, terminated, truncated, info = envs.step(action)
+            actions_buf[step] = action.cpu().numpy()
+            raw_obs, reward, terminated, truncated, info = envs.step(actions_buf[step])
             done = terminated | truncated
             next_obs = true_next_obs(raw_obs, done, info)
             obs, next_obs_buf[step], rewards_buf[step] = normalizer.step(
@@ -473,45 +301,31 @@ def main(args: Args) -> dict:
             )
             terminated_buf[step] = terminated
             dones_buf[step] = done
-
-            # --- episode statistics: undiscounted, unnormalized return ---
-            episode_returns += reward
-            episode_lengths += 1
-            for i in np.flatnonzero(done):
-                recent_returns.append(episode_returns[i])
-                print(f"global_step={global_step}, episodic_return={episode_returns[i]:.2f}")
-                if args.track:
-                    wandb.log(
-                        {
-                            "global_step": global_step,
-                            "charts/episodic_return": episode_returns[i],
-                            "charts/episodic_length": episode_lengths[i],
-                        }
-                    )
-            episode_returns[done] = 0.0
-            episode_lengths[done] = 0
+            for i in np.flatnonzero(done):  # the raw return
+                recent_returns.append(info["episode"]["r"][i])
+                log_episode(wandb, global_step, info["episode"]["r"][i])
 
         # --- values: one batched pass over the rollout ---
         b_obs = torch.as_tensor(obs_buf, device=device).flatten(0, 1)
         b_actions = torch.as_tensor(actions_buf, device=device).flatten(0, 1)
+        b_next_obs = torch.as_tensor(next_obs_buf, device=device)
         with torch.no_grad():
             values = agent.value(b_obs).reshape(rollout_shape).cpu().numpy()
-            next_values = agent.value(torch.as_tensor(next_obs_buf, device=device)).cpu().numpy()
-        next_values = next_values * (1.0 - terminated_buf)  # V(s_{t+1}) = 0 after termination
+            next_values = agent.value(b_next_obs).cpu().numpy()
+        next_values = next_values * (1.0 - terminated_buf)  # 0 if terminated
 
-        # --- advantage: GAE(lambda), lambda=0 the one-step TD error; target R_t = A_t + V(s_t) ---
-        advantages = gae(rewards_buf, values, next_values, dones_buf, args.gamma, args.gae_lambda)
+        # --- advantage: GAE(lambda); the critic's target R_t = A_t + V(s_t) ---
+        gamma, lam = args.gamma, args.gae_lambda
+        advantages = gae(rewards_buf, values, next_values, dones_buf, gamma, lam)
         returns = advantages + values
         b_advantages = torch.as_tensor(advantages, device=device).flatten()
         b_returns = torch.as_tensor(returns, device=device).flatten()
 
-        # --- update: one gradient step on the rollout, then it is thrown away ---
+        # --- update: one gradient step on the rollout, then it is dropped ---
         new_dist = agent.dist(b_obs)
-        new_logprob = new_dist.log_prob(b_actions)
         if args.norm_adv:
-            b_advantages = b_advantages - b_advantages.mean()
-            b_advantages = b_advantages / (b_advantages.std() + 1e-8)
-        pg_loss = policy_gradient_loss(new_logprob, b_advantages)
+            b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)
+        pg_loss = policy_gradient_loss(new_dist.log_prob(b_actions), b_advantages)
         v_loss = value_loss(agent.value(b_obs), b_returns)
         entropy_loss = new_dist.entropy().mean()
         loss = pg_loss - args.ent_coef * entropy_loss + args.vf_coef * v_loss
@@ -522,9 +336,9 @@ def main(args: Args) -> dict:
 
         # --- logging ---
         sps = int((global_step - start_step) / (time.time() - start_time))
-        mean_return = round(float(np.mean(recent_returns)), 2) if recent_returns else None
-        if iteration % 10 == 0 or iteration == num_iterations:
-            print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean_return}")
+        if global_step // 10_000 > previous_step // 10_000:
+            mean10 = mean_return(recent_returns)
+            print(f"global_step={global_step}, SPS={sps}, mean_return_last10={mean10}")
         if args.track:
             metrics = {
                 "global_step": global_step,
@@ -537,45 +351,150 @@ def main(args: Args) -> dict:
             }
             wandb.log(metrics)
 
-        # --- checkpoint: every --save-every env steps and at the end; when stopped, now ---
-        last = iteration == num_iterations
-        save_now = args.save_every > 0 and (global_step % args.save_every < batch_size or last)
-        if save_now or (stop and (args.save_every > 0 or args.save_model)):
-            save_checkpoint(path, checkpoint())
-        if stop:
-            break
-
+        # --- checkpoint: every --save-every steps; at the end; at a stop ---
+        every = args.save_every
+        save_now = every and global_step // every > previous_step // every
+        last = global_step >= args.total_timesteps or STOP
+        if save_now or (last and (every or args.save_model)):
+            checkpoint = {
+                "model": agent.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "normalizer": normalizer.state_dict(),
+                "args": asdict(args),
+                "run_name": run_name,
+                "global_step": global_step,
+                "torch_rng": torch.get_rng_state(),
+                "wandb_id": wandb.run.id if wandb else None,
+            }
+            save_checkpoint(path, checkpoint)
     envs.close()
-    for s, handler in handlers.items():
-        signal.signal(s, handler)
-    result = {
-        "env_id": args.env_id,
-        "global_step": global_step,
-        "mean_return_last10": mean_return,
-        "sps": sps,
-        "wall_seconds": round(time.time() - start_time, 2),
-    }
-    if stop:
-        saved = args.save_every > 0 or args.save_model
-        how = f"resume: python {os.path.basename(__file__)} --resume {path}"
-        if not saved:
-            how = "not saved (no --save-every or --save-model)"
-        print(f"stopped at global_step={global_step}; {how}")
-        result["stopped"] = True
+    result = {"global_step": global_step, "sps": sps, "stopped": STOP[0] if STOP else None}
+    result["mean_return_last10"] = mean_return(recent_returns)
+    if STOP and os.path.isfile(path):  # with --save-every or --save-model
+        print(f"stopped; resume: python {os.path.basename(__file__)} --resume {path}")
     elif args.save_model:
-        save_checkpoint(path, checkpoint())
-        result["model_path"] = path
-        result["eval_mean_return"] = float(np.mean(evaluate(path, args.eval_episodes, args.seed)))
-    if args.track:
+        result.update(evaluate(path, args.eval_episodes, args.seed), model_path=path)
+    if wandb:
         wandb.finish()
     return result
 
 
-if __name__ == "__main__":
+# --- plumbing: checks, logging, checkpoints, evaluation ---
+def check_args(args, checkpoint):
+    """Refuse settings that cannot work, with a line that says what to do."""
+    sizes = ["total_timesteps", "num_envs", "num_steps"]
+    for name in [*sizes, "eval_episodes"]:
+        if getattr(args, name) <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be positive, got {getattr(args, name)}")
+    if not 0.0 <= args.gamma <= 1.0:
+        raise UsageError(f"--gamma must be in [0, 1], got {args.gamma}")
+    if args.save_every < 0:
+        raise UsageError(f"--save-every must be 0 or more, got {args.save_every}")
+    if args.cuda and not torch.cuda.is_available():
+        raise UsageError("--cuda: torch sees no CUDA device; drop --cuda")
+    saved = vars(checkpoint.get("args", args))  # what cannot change on resume
+    for name in ["env_id", "shared_trunk"]:
+        if getattr(args, name) != saved[name]:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} cannot change on resume; it was {saved[name]}")
+    if checkpoint.get("global_step", 0) >= args.total_timesteps:
+        raise UsageError("that run is done; pass a larger --total-timesteps")
+
+
+def parse_args(argv=None) -> Args:
+    """The flags; with --resume, the saved settings are their defaults"""
+    args = tyro.cli(Args, args=argv)
+    if args.resume is not None:
+        saved = load_checkpoint(args.resume)["args"]
+        args = tyro.cli(Args, args=argv, default=saved)
+    return args
+
+
+def start_wandb(args, run_name, checkpoint):
+    import wandb
+
+    run_id = checkpoint.get("wandb_id")  # a resumed run's own
+    wandb.init(project=args.wandb_project_name, name=run_name, id=run_id, resume="allow")
+    wandb.config.update(asdict(args), allow_val_change=True)
+    wandb.define_metric("*", step_metric="global_step")
+    return wandb
+
+
+def log_episode(wandb, global_step, episodic_return):
+    print(f"global_step={global_step}, episodic_return={episodic_return:.2f}")
+    if wandb:
+        wandb.log({"global_step": global_step, "charts/episodic_return": episodic_return})
+
+
+def mean_return(returns):
+    """The mean of the last returns; None if none (JSON has no NaN)"""
+    return round(float(np.mean(returns)), 2) if returns else None
+
+
+def save_checkpoint(path, checkpoint):
+    """A temporary file, renamed: no crash leaves half a file"""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save(checkpoint, path + ".tmp")
+    os.replace(path + ".tmp", path)
+    print(f"saved {path}")
+
+
+def load_checkpoint(path) -> dict:
+    """The checkpoint at `path`, its args an Args, or a UsageError"""
+    try:  # weights_only: a foreign file cannot run code
+        checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+    except (OSError, pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        why = f"torch.load(weights_only=True) cannot read it ({type(e).__name__})"
+        raise UsageError(f"{path}: {why}") from None
     try:
-        result = main(tyro.cli(Args))
+        checkpoint["args"] = Args(**checkpoint["args"])
+    except (TypeError, KeyError, IndexError) as e:
+        raise UsageError(f"{path}: not saved by this script ({e!r})") from None
+    return checkpoint
+
+
+def load_model(model, state, path):
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:  # another network: a size mismatch
+        why = " ".join(str(e).split())
+        raise UsageError(f"{path}: the saved model does not fit: {why}") from None
+
+
+@torch.no_grad()
+def evaluate(path, eval_episodes=10, seed=0, capture_video=False) -> dict:
+    """The saved policy's returns, acting with its likeliest action"""
+    checkpoint = load_checkpoint(path)
+    saved = checkpoint["args"]
+    envs = make_envs(saved.env_id, 1, capture_video, f"{saved.exp_name}-eval", eval_episodes)
+    obs_dim = envs.single_observation_space.shape[0]
+    agent = Agent(obs_dim, envs.single_action_space, saved.shared_trunk)
+    load_model(agent, checkpoint["model"], path)
+    normalizer = Normalizer(obs_dim, 1, saved.gamma, not agent.discrete)
+    normalizer.load_state_dict(checkpoint["normalizer"])
+    obs, _ = envs.reset(seed=seed)
+    while len(envs.return_queue) < eval_episodes:
+        action = agent.dist(torch.as_tensor(normalizer.obs(obs))).mode
+        obs, *_ = envs.step(action.numpy())
+    envs.close()
+    return {"eval_returns": list(envs.return_queue), "eval_mean_return": np.mean(envs.return_queue)}
+
+
+def ask_to_stop(signum, frame):
+    """Ctrl-C or SIGTERM: stop after this iteration (a second Ctrl-C: at once)"""
+    if STOP:
+        raise KeyboardInterrupt
+    STOP.append(signal.Signals(signum).name)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, ask_to_stop)
+    signal.signal(signal.SIGTERM, ask_to_stop)
+    try:
+        result = main(parse_args())
     except UsageError as e:
         raise SystemExit(f"{os.path.basename(__file__)}: error: {e}") from None
     print(json.dumps(result))
-    if result.get("stopped"):  # by Ctrl-C: the shell's exit status for SIGINT
-        raise SystemExit(130)
+    if STOP:  # the exit status 128 + the signal's number: 130, or 143
+        raise SystemExit(128 + signal.Signals[STOP[0]])

@@ -80,14 +80,14 @@ MUTANTS = [
     (
         "reinforce.py",
         "evaluate without the saved normalization",
-        "obs_tensor = torch.as_tensor(normalizer.obs(obs))",
-        "obs_tensor = torch.as_tensor(obs.astype(np.float32))",
+        "action = agent.dist(torch.as_tensor(normalizer.obs(obs))).mode",
+        "action = agent.dist(torch.as_tensor(obs.astype(np.float32))).mode",
     ),
     (
         "reinforce.py",
         "the discounted return for reward scaling carries over between batches",
-        "self.discounted_return[:] = 0.0",
-        "pass",
+        "normalizer.discounted_return[:] = 0.0  # of no earlier episode",
+        "pass  # of no earlier episode",
     ),
     (
         "reinforce.py",
@@ -129,8 +129,8 @@ MUTANTS = [
     (
         "actor_critic.py",
         "--norm-adv does not scale",
-        "b_advantages = b_advantages / (b_advantages.std() + 1e-8)",
-        "b_advantages = b_advantages",
+        "b_advantages = (b_advantages - b_advantages.mean()) / (b_advantages.std() + 1e-8)",
+        "b_advantages = b_advantages - b_advantages.mean()",
     ),
     (
         "actor_critic.py",
@@ -141,8 +141,8 @@ MUTANTS = [
     (
         "actor_critic.py",
         "evaluate without the saved normalization",
-        "obs_tensor = torch.as_tensor(normalizer.obs(obs))",
-        "obs_tensor = torch.as_tensor(obs.astype(np.float32))",
+        "action = agent.dist(torch.as_tensor(normalizer.obs(obs))).mode",
+        "action = agent.dist(torch.as_tensor(obs.astype(np.float32))).mode",
     ),
     (
         "actor_critic.py",
@@ -245,20 +245,20 @@ MUTANTS = [
     (
         "ppo.py",
         "evaluate without the saved normalization",
-        "obs_tensor = torch.as_tensor(normalizer.obs(obs))",
-        "obs_tensor = torch.as_tensor(obs.astype(np.float32))",
+        "action = agent.dist(torch.as_tensor(normalizer.obs(obs))).mode",
+        "action = agent.dist(torch.as_tensor(obs.astype(np.float32))).mode",
     ),
     (
         "ppo.py",
         "evaluate samples instead of taking the mode",
-        "action = agent.dist(obs_tensor).mode.numpy()",
-        "action = agent.dist(obs_tensor).sample().numpy()",
+        "action = agent.dist(torch.as_tensor(normalizer.obs(obs))).mode",
+        "action = agent.dist(torch.as_tensor(normalizer.obs(obs))).sample()",
     ),
     (
         "ppo.py",
         "the ratio inverted",
-        "logratio = new_logprob - b_logprobs[mb]",
-        "logratio = b_logprobs[mb] - new_logprob",
+        "logratio = new_dist.log_prob(b_actions[mb]) - b_logprobs[mb]",
+        "logratio = b_logprobs[mb] - new_dist.log_prob(b_actions[mb])",
     ),
     (
         "ppo.py",
@@ -269,8 +269,8 @@ MUTANTS = [
     (
         "ppo.py",
         "--target-kl never stops an update",
-        "if args.target_kl is not None and approx_kl.item() > args.target_kl:",
-        "if args.target_kl is not None and approx_kl.item() > 1e9:",
+        "if args.target_kl is not None and approx_kl > args.target_kl:",
+        "if args.target_kl is not None and approx_kl > 1e9:",
     ),
     (
         "ppo.py",
@@ -281,8 +281,8 @@ MUTANTS = [
     (
         "ppo.py",
         "--no-clip-vloss ignored",
-        "if not clip_vloss:",
-        "if False:",
+        "if args.clip_vloss:  # V stays within clip_coef of V_old",
+        "if True:",
     ),
     (
         "ppo.py",
@@ -305,8 +305,8 @@ MUTANTS = [
     (
         "ppo.py",
         "minibatches in the same order every epoch",
-        "for mb in torch.randperm(batch_size, device=device).split(minibatch_size):",
-        "for mb in torch.arange(batch_size, device=device).split(minibatch_size):",
+        "epochs = [torch.randperm(len(b_obs), device=device) for _ in range(args.update_epochs)]",
+        "epochs = [torch.arange(len(b_obs), device=device) for _ in range(args.update_epochs)]",
     ),
     # --- ppo_rlhf_toy.py ---
     (
@@ -476,55 +476,55 @@ MUTANTS = [
     (
         "reinforce.py",
         "resume forgets the critic's optimizer",
-        'value_optimizer.load_state_dict(resume_from["value_optimizer"])',
+        'value_optimizer.load_state_dict(checkpoint["value_optimizer"])',
         "pass",
     ),
     (
         "actor_critic.py",
         "resume restarts the normalization",
-        "normalizer.load_state_dict(resume_from)",
-        "pass",
+        'normalizer.load_state_dict(checkpoint["normalizer"])\n        torch.set_rng_state',
+        "torch.set_rng_state",
     ),
     (
         "actor_critic.py",
         "resume restarts the learning-rate schedule",
-        'iteration = resume_from["iteration"]',
-        "iteration = 0",
+        'global_step = checkpoint.get("global_step", 0)',
+        "global_step = 0",
     ),
     (
         "dqn.py",
         "resume forgets the numpy generator",
-        'rng.bit_generator.state = resume_from["numpy_rng"]',
+        'rng.bit_generator.state = checkpoint["numpy_rng"]',
         "pass",
     ),
     (
         "dqn.py",
         "resume forgets the replay buffer it saved",
-        'buffer.load_state_dict(resume_from["replay_buffer"])',
+        'buffer.load_state_dict(checkpoint["replay_buffer"])',
         "pass",
     ),
     (
         "dqn.py",
         "resume forgets the target network",
-        'target_network.load_state_dict(resume_from["target_model"])',
+        'target_network.load_state_dict(checkpoint["target_model"])',
         "pass",
     ),
     (
         "ppo.py",
         "resume forgets the optimizer's state",
-        'optimizer.load_state_dict(resume_from["optimizer"])',
+        'optimizer.load_state_dict(checkpoint["optimizer"])',
         "pass",
     ),
     (
         "ppo.py",
         "resume forgets PPO-KL's beta",
-        'kl_beta = resume_from["kl_beta"]',
-        "pass",
+        'kl_beta = checkpoint.get("kl_beta", 1.0)',
+        "kl_beta = 1.0",
     ),
     (
         "ppo.py",
         "resume forgets the torch generator",
-        'torch.set_rng_state(resume_from["torch_rng"])',
+        'torch.set_rng_state(checkpoint["torch_rng"])',
         "pass",
     ),
     (
@@ -532,6 +532,67 @@ MUTANTS = [
         "a checkpoint written in place (a crash leaves half a file)",
         'torch.save(checkpoint, path + ".tmp")\n    os.replace(path + ".tmp", path)',
         "torch.save(checkpoint, path)",
+    ),
+    # --- issue 29: the plumbing, in fewer lines ---
+    (
+        "dqn.py",
+        "a resumed run logs a TD loss it has not computed yet",
+        "if loss is not None:  # once this run has taken a gradient step",
+        "if True:",
+    ),
+    (
+        "ppo.py",
+        "resume lets --shared-trunk change (the critic loaded into the actor's layers)",
+        'for name in ["env_id", "shared_trunk"]:',
+        'for name in ["env_id"]:',
+    ),
+    (
+        "ppo.py",
+        "losses/clipfrac of the last minibatch only",
+        '"losses/clipfrac": np.mean(clipfracs),',
+        '"losses/clipfrac": clipfracs[-1],',
+    ),
+    (
+        "actor_critic.py",
+        "--resume ignores the saved settings",
+        "args = tyro.cli(Args, args=argv, default=saved)",
+        "args = tyro.cli(Args, args=argv)",
+    ),
+    (
+        "reinforce.py",
+        "a stop does not save",
+        "last = global_step >= args.total_timesteps or STOP",
+        "last = global_step >= args.total_timesteps",
+    ),
+    (
+        "ppo.py",
+        "a second Ctrl-C is swallowed",
+        "    if STOP:\n        raise KeyboardInterrupt",
+        "    if False:\n        raise KeyboardInterrupt",
+    ),
+    (
+        "ppo.py",
+        "SIGTERM exits with Ctrl-C's status",
+        "raise SystemExit(128 + signal.Signals[STOP[0]])",
+        "raise SystemExit(130)",
+    ),
+    (
+        "ppo.py",
+        "SIGTERM is not handled (the run dies unsaved)",
+        "    signal.signal(signal.SIGTERM, ask_to_stop)\n",
+        "",
+    ),
+    (
+        "actor_critic.py",
+        "the env gets the sampled Box action unclipped",
+        "envs = ClipAction(envs)  # the env gets a ~ pi clipped to its bounds",
+        "pass",
+    ),
+    (
+        "reinforce.py",
+        "a Box action stored clipped (its log-prob is not the sample's)",
+        "action_steps.append(action.cpu().numpy())",
+        "action_steps.append(action.clamp(-1, 1).cpu().numpy())",
     ),
 ]
 
@@ -541,7 +602,14 @@ MATH = {
     "reinforce.py": ["reward_to_go", "total_return", "policy_gradient_loss", "value_loss"],
     "actor_critic.py": ["gae", "policy_gradient_loss", "value_loss"],
     "dqn.py": ["td_target", "linear_schedule", "epsilon_greedy"],
-    "ppo.py": ["gae", "clip_policy_loss", "kl_penalty_policy_loss", "adapt_kl_beta", "value_loss"],
+    "ppo.py": [
+        "gae",
+        "clip_policy_loss",
+        "kl_penalty_policy_loss",
+        "adapt_kl_beta",
+        "value_loss",
+        "clipped_value_loss",
+    ],
     "ppo_rlhf_toy.py": [
         "response_mask",
         "last_index",

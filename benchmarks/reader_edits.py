@@ -39,8 +39,8 @@ EDITS = {
     },
     "gelu": {"dqn.py": [("nn.ReLU()", "nn.GELU()")], "*": [("nn.Tanh()", "nn.GELU()")]},
     "width256": {
-        "dqn.py": [("hidden: int = 128", "hidden: int = 256")],
-        "*": [("hidden: int = 64", "hidden: int = 256")],
+        "dqn.py": [("hidden=128", "hidden=256")],
+        "*": [("hidden=64", "hidden=256")],
     },
     "rmsprop": {"*": [("torch.optim.Adam(", "torch.optim.RMSprop(")]},
 }

@@ -4,8 +4,8 @@
         ppo.py --env-id Hopper-v5 --total-timesteps 1000000 ...
 
 The run starts with `--save-every <stop-at>`; once it prints a global step at or past --stop-at,
-it gets a SIGINT (it finishes its iteration, saves and exits with 130); then
-`<script> --resume <checkpoint>` continues it to the end. Reported: the step it stopped at, the
+it gets a SIGINT (it finishes its iteration, saves and exits with 130, printing the command that
+resumes it); then that command continues it to the end. Reported: the step it stopped at, the
 final mean of the last 100 episodes (all of them in the resumed part, on long runs), the JSON.
 """
 
@@ -45,9 +45,10 @@ def main():
     command = [sys.executable] + [c for c in args.command if c != "--"]
     start = time.time()
     code, first = run(command + ["--save-every", str(args.stop_at)], args.stop_at)
-    stopped = [line for line in first if line.startswith("stopped at")]
+    stopped = [line for line in first if line.startswith("stopped; resume:")]
     assert code == 130 and stopped, f"exit status {code}; last line: {first[-1]}"
     checkpoint = stopped[0].split("--resume ")[1]
+    stop_step = json.loads(first[-1])["global_step"]
     code, second = run(command[:2] + ["--resume", checkpoint])
     assert code == 0, f"the resumed run failed: {second[-1]}"
     returns = [
@@ -60,7 +61,7 @@ def main():
             f"command: `python benchmarks/resume_run.py --stop-at {args.stop_at} -- "
             f"{' '.join(args.command[1:] if args.command[0] == '--' else args.command)}`",
             "",
-            f"- stopped (SIGINT): {stopped[0]}",
+            f"- stopped (SIGINT) at global_step {stop_step}: {stopped[0]}",
             f"- resumed: {[line for line in second if line.startswith('resuming')][0]}",
             f"- final: global_step {result['global_step']}, mean of the last 100 episodes "
             f"{mean100:.1f} ({len(returns)} episodes in the resumed part), saved policy evaluates "

@@ -1,6 +1,7 @@
 import glob
 import os
 import sys
+import types
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +35,21 @@ def offline_wandb(tmp_path, monkeypatch):
 
     yield the_run
     wandb.teardown()
+
+
+@pytest.fixture
+def fake_wandb(monkeypatch) -> types.SimpleNamespace:
+    """A stand-in for the wandb module: `inits` holds wandb.init's arguments, `logged` each dict
+    logged."""
+    fake = types.SimpleNamespace(inits=[], logged=[])
+    fake.init = lambda **kwargs: fake.inits.append(kwargs)
+    fake.run = types.SimpleNamespace(id="abc123")
+    fake.config = types.SimpleNamespace(update=lambda *args, **kwargs: None)
+    fake.define_metric = lambda *args, **kwargs: None
+    fake.log = lambda metrics: fake.logged.append(dict(metrics))
+    fake.finish = lambda: None
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    return fake
 
 
 # --- toy envs that each script must refuse with a clear error ---

@@ -92,9 +92,8 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        (dict(num_envs=0), "--num-envs must be a positive integer"),
-        (dict(num_steps=-1), "--num-steps must be a positive integer"),
-        (dict(total_timesteps=10), "smaller than one rollout"),
+        (dict(num_envs=0), "--num-envs must be positive, got 0"),
+        (dict(num_steps=-1), "--num-steps must be positive, got -1"),
     ],
 )
 def test_bad_sizes_get_a_clear_error(kwargs, message, capsys):

@@ -1,6 +1,7 @@
-"""The `--cuda` path of every script that has one: it trains on the GPU, learns, and its saved
-model evaluates on the CPU. Skipped where torch sees no CUDA device (CI has none); run on a
-GPU machine with `python -m pytest tests/test_cuda.py`."""
+"""The `--cuda` path of every script that has one: it trains on the GPU, learns, its saved model
+evaluates on the CPU, and its checkpoint resumes on the CPU with `--no-cuda`. Skipped where
+torch sees no CUDA device (CI has none); run on a GPU machine with
+`python -m pytest tests/test_cuda.py`."""
 
 import re
 
@@ -45,8 +46,8 @@ def test_cartpole_learns_on_cuda(script, total_timesteps, capsys):
 def test_continuous_run_on_cuda_saves_a_model_that_evaluates_on_the_cpu(
     script, tmp_path, monkeypatch
 ):
-    """Catches a checkpoint saved with CUDA tensors (unloadable on a CPU machine) and an evaluation
-    that differs from the run's own."""
+    """Catches a checkpoint that a CPU machine cannot load with the script (CUDA tensors read
+    without map_location) and an evaluation that differs from the run's own."""
     monkeypatch.chdir(tmp_path)
     args = script.Args(
         seed=1,
@@ -57,10 +58,10 @@ def test_continuous_run_on_cuda_saves_a_model_that_evaluates_on_the_cpu(
         eval_episodes=2,
     )
     result = script.main(args)
-    checkpoint = torch.load(result["model_path"], weights_only=True)
+    checkpoint = torch.load(result["model_path"], weights_only=True, map_location="cpu")
     assert all(t.device.type == "cpu" for t in checkpoint["model"].values())
     again = script.evaluate(result["model_path"], eval_episodes=2, seed=1)
-    assert np.mean(again) == pytest.approx(result["eval_mean_return"])
+    assert again["eval_mean_return"] == pytest.approx(result["eval_mean_return"])
 
 
 def test_dqn_saves_a_model_that_evaluates_on_the_cpu(tmp_path, monkeypatch):
@@ -76,6 +77,27 @@ def test_dqn_saves_a_model_that_evaluates_on_the_cpu(tmp_path, monkeypatch):
             eval_episodes=2,
         )
     )
-    checkpoint = torch.load(result["model_path"], weights_only=True)
+    checkpoint = torch.load(result["model_path"], weights_only=True, map_location="cpu")
     assert all(t.device.type == "cpu" for t in checkpoint["model"].values())
-    assert np.mean(dqn.evaluate(result["model_path"], 2, seed=1)) == result["eval_mean_return"]
+    again = dqn.evaluate(result["model_path"], 2, seed=1)
+    assert again["eval_mean_return"] == result["eval_mean_return"]
+
+
+@pytest.mark.parametrize(
+    "script", [ppo, reinforce, actor_critic, dqn], ids=["ppo", "reinforce", "actor_critic", "dqn"]
+)
+def test_a_cuda_run_resumes_on_the_cpu_with_no_cuda(script, tmp_path, monkeypatch):
+    """Catches a --cuda checkpoint that --resume cannot continue on the CPU: its CUDA optimizer
+    state, its saved `cuda=True` kept against `--no-cuda`."""
+    monkeypatch.chdir(tmp_path)
+    args = dict(seed=1, cuda=True, total_timesteps=4096, save_every=2048)
+    if script is dqn:
+        args.update(learning_starts=1000)
+    result = script.main(script.Args(**args, save_model=True, eval_episodes=1))
+    path = result["model_path"]
+    resumed = script.main(
+        script.parse_args(["--resume", path, "--no-cuda", "--total-timesteps", "8192"])
+    )
+    assert resumed["global_step"] >= 8192
+    saved = torch.load(path, weights_only=True)  # no map_location: a CPU run saved it
+    assert all(t.device.type == "cpu" for t in saved["model"].values())

@@ -153,21 +153,22 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
     [
         (
             dict(env_id="Pendulum-v1"),
-            "DQN needs a discrete action space; Pendulum-v1 has Box.* use ppo.py",
+            "DQN needs discrete actions; Pendulum-v1 has Box.* use ppo.py",
         ),
-        (dict(env_id="rlref/MultiDiscreteToy-v0"), "DQN needs a discrete action space"),
+        (dict(env_id="rlref/MultiDiscreteToy-v0"), "DQN needs discrete actions"),
         (
             dict(batch_size=64, buffer_size=32),
-            "--batch-size \\(64\\) is larger than --buffer-size \\(32\\)",
+            "--learning-starts must be in \\[--batch-size, --buffer-size\\]",
         ),
         (
             dict(learning_starts=10, batch_size=64),
-            "--learning-starts \\(10\\) is below --batch-size",
+            "--learning-starts must be in \\[--batch-size, --buffer-size\\]",
         ),
-        (dict(num_envs=0), "--num-envs must be a positive integer"),
-        (dict(train_frequency=0), "--train-frequency must be a positive integer"),
-        (dict(gradient_steps=0), "--gradient-steps must be a positive integer"),
-        (dict(tau=0.0), "--tau must be in \\(0, 1\\]"),
+        (dict(num_envs=0), "--num-envs must be positive"),
+        (dict(train_frequency=0), "--train-frequency must be positive"),
+        (dict(gradient_steps=0), "--gradient-steps must be positive"),
+        (dict(tau=1.5), "--tau must be in \\[0, 1\\], got 1.5"),
+        (dict(exploration_fraction=-0.1), "--exploration-fraction must be in \\[0, 1\\]"),
         (dict(end_e=1.5), "--end-e must be in \\[0, 1\\]"),
     ],
 )

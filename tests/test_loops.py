@@ -23,25 +23,36 @@ GAMMA = 0.9
 
 class StepCounter(gym.Env):
     """Observation [k, 1] at step k of an episode (times `scale`; or [k, u], u random, if `noisy`);
-    reward 1 every step (or, with `action_reward`, 1 for action 1 and 0 for action 0); otherwise
-    the action changes nothing. With `terminate_at`, the episode terminates
-    at that step; without, only the time limit ends it. Every action it is sent is kept in
-    `actions`."""
+    reward 1 every step (or, with `action_reward`, 1 for action 1 and 0 for action 0; with
+    `box_target`, -|a - box_target|^2 for a Box action a in [-box_bound, box_bound]^d);
+    otherwise the action changes nothing. With `terminate_at`, the episode terminates at that
+    step (with `end_prob`, at each step with that probability); else only the time limit ends it.
+    Every action it is sent is kept in `actions`."""
 
     actions = []
 
     def __init__(
-        self, terminate_at=None, scale=1.0, box_actions=False, noisy=False, action_reward=False
+        self,
+        terminate_at=None,
+        scale=1.0,
+        box_actions=0,
+        noisy=False,
+        action_reward=False,
+        box_target=None,
+        box_bound=1.0,
+        end_prob=0.0,
     ):
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
-        if box_actions:
-            self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        if box_actions:  # Box actions of this many dims
+            self.action_space = gym.spaces.Box(-box_bound, box_bound, (box_actions,), np.float32)
         else:
             self.action_space = gym.spaces.Discrete(2)
         self.terminate_at = terminate_at
         self.scale = scale
         self.noisy = noisy
         self.action_reward = action_reward
+        self.box_target = box_target
+        self.end_prob = end_prob
 
     def obs(self):
         if self.noisy:  # [k, u], u ~ U(0, 1): no two observations alike
@@ -57,7 +68,10 @@ class StepCounter(gym.Env):
         StepCounter.actions.append(np.array(action))
         self.k += 1
         reward = float(action == 1) if self.action_reward else 1.0
-        return self.obs(), reward, self.k == self.terminate_at, False, {}
+        if self.box_target is not None:
+            reward = -float(np.sum((np.asarray(action) - self.box_target) ** 2))
+        terminated = self.k == self.terminate_at or self.np_random.random() < self.end_prob
+        return self.obs(), reward, terminated, False, {}
 
 
 TRUNCATED = "rlref/StepCounterTruncated-v0"  # the time limit ends every episode after T steps
@@ -75,7 +89,16 @@ gym.register(
     SCALED_BOX,
     entry_point=StepCounter,
     max_episode_steps=T,
-    kwargs={"scale": 100.0, "box_actions": True},
+    kwargs={"scale": 100.0, "box_actions": 1},
+)
+BOX_TARGET = (
+    "rlref/StepCounterBoxTarget-v0"  # 2-D actions in [-10, 10], reward -|a - (0.5, -0.3)|^2
+)
+gym.register(
+    BOX_TARGET,
+    entry_point=StepCounter,
+    max_episode_steps=T,
+    kwargs={"box_actions": 2, "box_target": np.array([0.5, -0.3]), "box_bound": 10.0},
 )
 
 
@@ -128,6 +151,69 @@ def test_the_policy_learns_to_take_the_rewarded_action(script, monkeypatch):
     with torch.no_grad():
         pi = agents[0].dist(states()[:T]).probs[:, 1]
     assert (pi > 0.9).all(), pi
+
+
+# --- every policy script, Box actions: the Gaussian from its sample to the env and the loss ---
+BOX_RUN = {
+    reinforce: dict(total_timesteps=2000, learning_rate=0.03, num_episodes=8),
+    actor_critic: dict(total_timesteps=3000, learning_rate=0.01, num_envs=4, num_steps=8),
+    ppo: dict(total_timesteps=1000, learning_rate=0.01, num_envs=4, num_steps=8),
+}
+
+
+@pytest.mark.parametrize("script", [reinforce, actor_critic, ppo], ids=lambda m: m.__name__)
+def test_a_gaussian_policy_learns_the_rewarded_action_in_each_dim(script, monkeypatch):
+    """Catches a Box policy gradient that points the wrong way or mixes up the action's dims
+    (actions stored, scored or sent in another order or shape, a log_prob not summed over the
+    dims, a normalization that scrambles the states): where the reward is -|a - (0.5, -0.3)|^2,
+    a short run moves the Gaussian's mean, averaged over the states, to within 0.2 of (0.5, -0.3)
+    in each dim (it starts at 0), and narrows it (std from 1 to below 0.6)."""
+    agents = record_instances(monkeypatch, script, "Agent")
+    normalizers = record_instances(monkeypatch, script, "Normalizer")
+    script.main(script.Args(env_id=BOX_TARGET, anneal_lr=False, **BOX_RUN[script]))
+    with torch.no_grad():
+        obs = torch.as_tensor(normalizers[0].obs(states()[:T].numpy()))  # as the agent sees them
+        mean = agents[0].actor(obs).mean(0).numpy()
+        std = agents[0].actor_logstd.exp().numpy()
+    assert mean == pytest.approx([0.5, -0.3], abs=0.2), mean
+    assert (std < 0.6).all(), std
+
+
+@pytest.mark.parametrize("script", [reinforce, actor_critic, ppo], ids=lambda m: m.__name__)
+def test_box_actions_reach_the_env_clipped_and_the_loss_as_sampled(script, monkeypatch):
+    """Catches the clipped action stored for the update (its log-prob is then not the sample's),
+    the unclipped one sent to the env, and actions out of step with their states: the env gets
+    clip(a, -1, 1) of each sampled a, in order, and the update scores exactly the sampled actions,
+    some of them outside the bounds."""
+    sampled, scored = [], []
+    real_sample = torch.distributions.Independent.sample
+    real_log_prob = torch.distributions.Independent.log_prob
+
+    def sample(self, sample_shape=torch.Size()):
+        sampled.append(real_sample(self, sample_shape))
+        return sampled[-1]
+
+    def log_prob(self, value):
+        if torch.is_grad_enabled():  # the update's, not the old log-probs of PPO
+            scored.append(value.detach().clone())
+        return real_log_prob(self, value)
+
+    monkeypatch.setattr(torch.distributions.Independent, "sample", sample)
+    monkeypatch.setattr(torch.distributions.Independent, "log_prob", log_prob)
+    StepCounter.actions.clear()
+    args = dict(env_id=SCALED_BOX, total_timesteps=16)
+    if script is reinforce:
+        args["num_episodes"] = 2
+    else:
+        args.update(num_envs=2, num_steps=4)
+    script.main(script.Args(**args))
+    sampled = torch.cat(sampled).flatten()
+    assert np.stack(StepCounter.actions).flatten() == pytest.approx(sampled.clamp(-1, 1).numpy())
+    assert (sampled.abs() > 1).any()  # with std 1, some samples fall outside [-1, 1]
+    epochs = 4 if script is ppo else 1
+    torch.testing.assert_close(
+        torch.cat(scored).flatten().sort().values, sampled.repeat(epochs).sort().values
+    )
 
 
 # --- actor_critic.py, ppo.py: what reaches GAE ---
@@ -279,19 +365,59 @@ def test_target_kl_stops_the_epochs_of_an_update_early(monkeypatch):
 
 @pytest.mark.parametrize("clip_vloss", [True, False])
 def test_the_value_loss_is_clipped_only_under_clip_vloss(clip_vloss, monkeypatch):
-    """Catches --no-clip-vloss ignored: the loop passes the flag, and value_loss then ignores
-    V_old (checked by hand: the clipped form takes the larger of two squared errors)."""
-    calls = spy(monkeypatch, ppo, "value_loss")
+    """Catches --no-clip-vloss ignored (or --clip-vloss): every minibatch step clips the value
+    loss around V_old, the rollout's own values, exactly when asked."""
+    gae_calls = spy(monkeypatch, ppo, "gae")
+    calls = spy(monkeypatch, ppo, "clipped_value_loss")
     args, _ = short_rollouts(ppo, TERMINATED, clip_vloss=clip_vloss, total_timesteps=12)
     ppo.main(args)
-    assert {call[4] for call in calls} == {clip_vloss}
+    assert len(calls) == (4 if clip_vloss else 0)  # 4 epochs of 1 minibatch
+    for _, old_values, _, clip_coef, _ in calls:
+        assert clip_coef == 0.2
+        assert sorted(old_values.tolist()) == pytest.approx(sorted(gae_calls[0][1].flatten()))
     new, old, target = torch.tensor([2.0]), torch.tensor([0.0]), torch.tensor([2.0])
     # unclipped: (2 - 2)^2 = 0; clipped: V_old + clip(2 - 0, 0.2) = 0.2, (0.2 - 2)^2 = 3.24
-    expected = 0.5 * 3.24 if clip_vloss else 0.0
-    assert ppo.value_loss(new, old, target, 0.2, clip_vloss).item() == pytest.approx(expected)
+    assert ppo.clipped_value_loss(new, old, target, 0.2).item() == pytest.approx(0.5 * 3.24)
 
 
 # --- reinforce.py: the weights that reach the loss ---
+RANDOM_LENGTH_BOX = "rlref/StepCounterRandomLengthBox-v0"  # Box; each step ends it with p=0.3
+gym.register(
+    RANDOM_LENGTH_BOX,
+    entry_point=StepCounter,
+    max_episode_steps=20,
+    kwargs={"box_actions": 1, "end_prob": 0.3},
+)
+
+
+def test_reinforce_scales_each_batch_by_returns_that_start_at_zero(monkeypatch):
+    """Catches a discounted return (the reward scale's statistic) carried over from one batch to
+    the next: an env that finished its episode keeps stepping while it waits for the others, and
+    that unfinished episode must not count in the next batch's returns."""
+    seen = []  # the discounted return of each env at the first step of each batch
+    left = []  # and at the last step before each reset
+    fresh = []
+    real_reset = gym.wrappers.vector.RecordEpisodeStatistics.reset
+    real_step = reinforce.Normalizer.step
+
+    def reset(self, **kwargs):
+        fresh.append(True)
+        return real_reset(self, **kwargs)
+
+    def step(self, raw_obs, raw_next_obs, reward, done):
+        if fresh and fresh.pop():
+            seen.append(self.discounted_return.copy())
+        result = real_step(self, raw_obs, raw_next_obs, reward, done)
+        left.append(self.discounted_return.copy())
+        return result
+
+    monkeypatch.setattr(gym.wrappers.vector.RecordEpisodeStatistics, "reset", reset)
+    monkeypatch.setattr(reinforce.Normalizer, "step", step)
+    reinforce.main(reinforce.Args(env_id=RANDOM_LENGTH_BOX, num_episodes=4, total_timesteps=200))
+    assert len(seen) > 5 and all((returns == 0).all() for returns in seen)
+    assert any(returns.any() for returns in left)  # the waiting envs were mid-episode
+
+
 @pytest.mark.parametrize("env_id", [TRUNCATED, TERMINATED])
 def test_reinforce_bootstraps_v_of_the_final_state_only_at_a_time_limit(env_id, monkeypatch):
     """Catches no bootstrap at a time limit, a bootstrap after a termination, and s_T taken from
@@ -483,7 +609,10 @@ def test_evaluate_acts_on_obs_normalized_by_the_saved_statistics_with_the_mode(
         args.update(num_envs=2, num_steps=8)
     path = script.main(script.Args(**args))["model_path"]
     checkpoint = torch.load(path, weights_only=True)
-    mean, var = checkpoint["obs_rms"]["mean"], checkpoint["obs_rms"]["var"]
+    mean, var = (
+        checkpoint["normalizer"]["obs_rms"]["mean"],
+        checkpoint["normalizer"]["obs_rms"]["var"],
+    )
     assert var[0] > 1.0  # the first coordinate, 100 k, was seen at several k
     seen = []
     real_dist = script.Agent.dist

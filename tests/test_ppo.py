@@ -50,12 +50,8 @@ def test_value_loss_by_hand():
     """Catches the clipped value loss taking the min, or clipping V rather than V - V_old."""
     new, old, ret = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 0.0]), torch.tensor([2.0, 1.0])
     # unclipped: (1-2)^2=1, (0-1)^2=1; clipped V: 0+clip(1,-.2,.2)=0.2 -> (0.2-2)^2=3.24; 0 -> 1
-    assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=False).item() == pytest.approx(
-        0.5 * (1 + 1) / 2
-    )
-    assert ppo.value_loss(new, old, ret, 0.2, clip_vloss=True).item() == pytest.approx(
-        0.5 * (3.24 + 1) / 2
-    )
+    assert ppo.value_loss(new, ret).item() == pytest.approx(0.5 * (1 + 1) / 2)
+    assert ppo.clipped_value_loss(new, old, ret, 0.2).item() == pytest.approx(0.5 * (3.24 + 1) / 2)
 
 
 def test_ppo_kl_penalizes_the_kl_to_the_policy_before_the_update(monkeypatch):
@@ -126,9 +122,8 @@ def test_pendulum_improves_and_saves_its_normalization(tmp_path, monkeypatch):
     result = ppo.main(args)
     assert result["mean_return_last10"] > -600  # a random policy averages about -1200
     checkpoint = torch.load(result["model_path"], weights_only=True)
-    assert checkpoint["obs_rms"]["var"].shape == (3,) and not torch.equal(
-        checkpoint["obs_rms"]["var"], torch.ones(3)
-    )
+    obs_var = checkpoint["normalizer"]["obs_rms"]["var"]
+    assert obs_var.shape == (3,) and not torch.equal(obs_var, torch.ones(3))
     assert np.isfinite(result["eval_mean_return"])
 
 
@@ -168,13 +163,13 @@ def test_track_writes_an_offline_wandb_run(offline_wandb):
     "kwargs, message",
     [
         (dict(num_envs=3, num_steps=5, num_minibatches=4), "must divide the batch"),
-        (dict(num_envs=0), "--num-envs must be a positive integer"),
-        (dict(num_steps=-1), "--num-steps must be a positive integer"),
-        (dict(update_epochs=0), "--update-epochs must be a positive integer"),
-        (dict(total_timesteps=100), "smaller than one rollout"),
+        (dict(num_envs=0), "--num-envs must be positive"),
+        (dict(num_steps=-1), "--num-steps must be positive"),
+        (dict(update_epochs=0), "--update-epochs must be positive"),
+        (dict(num_minibatches=0), "--num-minibatches must be positive"),
         (
             dict(env_id="rlref/MultiDiscreteToy-v0"),
-            "only Discrete and 1-D Box actions are handled; ",
+            "actions must be Discrete or 1-D Box; rlref/MultiDiscreteToy-v0 has MultiDiscrete",
         ),
     ],
 )
@@ -183,6 +178,26 @@ def test_bad_sizes_get_a_clear_error(kwargs, message, capsys):
     with pytest.raises(ppo.UsageError, match=message):
         ppo.main(ppo.Args(**kwargs))
     assert "episodic_return" not in capsys.readouterr().out  # nothing was trained
+
+
+def test_clipfrac_is_the_mean_over_the_updates_minibatches(monkeypatch, fake_wandb):
+    """Catches losses/clipfrac taken from the update's last minibatch alone: CleanRL logs the mean
+    over all its minibatches under that name. Each update's 16 minibatches clip unequal shares."""
+    fractions = []
+    real = ppo.clip_policy_loss
+
+    def watched(ratio, advantages, clip_coef):
+        fractions.append(((ratio - 1).abs() > clip_coef).float().mean().item())
+        return real(ratio, advantages, clip_coef)
+
+    monkeypatch.setattr(ppo, "clip_policy_loss", watched)
+    args = dict(num_envs=4, num_steps=64, num_minibatches=4, learning_rate=0.05)
+    ppo.main(ppo.Args(track=True, total_timesteps=768, **args))
+    logged = [m["losses/clipfrac"] for m in fake_wandb.logged if "losses/clipfrac" in m]
+    per_update = [fractions[i : i + 16] for i in range(0, len(fractions), 16)]
+    assert len(logged) == len(per_update) == 3
+    assert logged == pytest.approx([np.mean(f) for f in per_update])
+    assert any(f[-1] != pytest.approx(np.mean(f)) for f in per_update)  # the test can fail
 
 
 def test_track_logs_kl_beta_under_loss_kl(offline_wandb):

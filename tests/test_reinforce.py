@@ -162,8 +162,8 @@ gym.register("rlref/EndlessToy-v0", entry_point=OneStepToy)  # registered withou
     "kwargs, message",
     [
         (dict(env_id="rlref/EndlessToy-v0"), "has no time limit"),
-        (dict(num_episodes=0), "--num-episodes must be a positive integer"),
-        (dict(value_steps=-1), "--value-steps must be a positive integer"),
+        (dict(num_episodes=0), "--num-episodes must be positive"),
+        (dict(value_steps=-1), "--value-steps must be positive"),
         (dict(gamma=1.5), "--gamma must be in"),
     ],
 )
