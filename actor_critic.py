@@ -301,7 +301,7 @@ def main(args: Args) -> dict:
             )
             terminated_buf[step] = terminated
             dones_buf[step] = done
-            for i in np.flatnonzero(done):  # the raw return
+            for i in np.flatnonzero(done):  # an episode ended: its raw return
                 recent_returns.append(info["episode"]["r"][i])
                 log_episode(wandb, global_step, info["episode"]["r"][i])
 
@@ -434,7 +434,7 @@ def mean_return(returns):
 
 def save_checkpoint(path, checkpoint):
     """A temporary file, renamed: no crash leaves half a file"""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
     print(f"saved {path}")

@@ -432,7 +432,7 @@ def mean_return(returns):
 
 def save_checkpoint(path, checkpoint):
     """A temporary file, renamed: no crash leaves half a file"""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
     print(f"saved {path}")

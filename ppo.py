@@ -54,7 +54,7 @@ class Args:
 
     env_id: str = "CartPole-v1"
     """the id of the gymnasium environment"""
-    total_timesteps: int = 150_000
+    total_timesteps: int = 149_760
     """total environment steps of the experiment"""
     learning_rate: float = 5e-3
     """the learning rate of the Adam optimizer"""
@@ -295,7 +295,7 @@ def main(args: Args) -> dict:
     agent = Agent(obs_dim, action_space, args.shared_trunk).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, not agent.discrete)
-    kl_beta = checkpoint.get("kl_beta", 1.0)  # PPO-KL's adaptive beta
+    kl_beta = checkpoint.get("kl_beta", 1.0)  # PPO-KL's beta
     global_step = checkpoint.get("global_step", 0)
     if checkpoint:  # continue the saved run; the envs start anew
         load_model(agent, checkpoint["model"], path)
@@ -338,7 +338,7 @@ def main(args: Args) -> dict:
             )
             terminated_buf[step] = terminated
             dones_buf[step] = done
-            for i in np.flatnonzero(done):  # the raw return
+            for i in np.flatnonzero(done):  # an episode ended: its raw return
                 recent_returns.append(info["episode"]["r"][i])
                 log_episode(wandb, global_step, info["episode"]["r"][i])
 
@@ -504,7 +504,7 @@ def mean_return(returns):
 
 def save_checkpoint(path, checkpoint):
     """A temporary file, renamed: no crash leaves half a file"""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
     print(f"saved {path}")

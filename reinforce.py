@@ -71,7 +71,7 @@ class Args:
     value_learning_rate: float = 1e-2
     """`--baseline value`: V's learning rate"""
     value_steps: int = 10
-    """`--baseline value`: V's gradient steps per batch"""
+    """`--baseline value`: V's steps per batch"""
     max_grad_norm: float = 0.5
     """the maximum norm for gradient clipping"""
 
@@ -439,7 +439,7 @@ def mean_return(returns):
 
 def save_checkpoint(path, checkpoint):
     """A temporary file, renamed: no crash leaves half a file"""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     torch.save(checkpoint, path + ".tmp")
     os.replace(path + ".tmp", path)
     print(f"saved {path}")

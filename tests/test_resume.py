@@ -276,7 +276,8 @@ def test_flags_given_on_resume_replace_the_saved_ones_also_at_their_default(
 ):
     """Catches a resume that keeps a saved setting the command line turns back to its default:
     `--no-cuda` on a CPU machine for a run trained with --cuda (it stopped with "torch sees no
-    CUDA device"), and `--no-track`, `--no-capture-video`, `--save-every 0`."""
+    CUDA device"), and `--no-track`, `--no-capture-video`, `--save-every 0`; and a checkpoint in
+    the working folder (a path without a directory) that the resumed run cannot save to."""
     monkeypatch.chdir(tmp_path)
     path = script.main(short_run(script, total_timesteps=32, save_every=16))["model_path"]
     checkpoint = torch.load(path, weights_only=True)
@@ -292,6 +293,9 @@ def test_flags_given_on_resume_replace_the_saved_ones_also_at_their_default(
     assert json.loads(out.out.splitlines()[-1])["global_step"] == 64
     assert wandb.inits == [] and not os.path.exists("videos")
     assert torch.load("gpu.pt", weights_only=True)["global_step"] == 32  # not saved again
+    flags = ["--resume", "gpu.pt", "--no-cuda", "--no-track", "--no-capture-video"]
+    script.main(script.parse_args([*flags, "--total-timesteps", "64"]))  # saves every 16 steps
+    assert torch.load("gpu.pt", weights_only=True)["global_step"] == 64
 
 
 @pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
