@@ -6,19 +6,21 @@ action, and the only reward is a learned reward model's score at the end. Three 
 pairs of SFT samples labelled by a hidden gold scorer (the stand-in for human raters);
 (3) PPO with four models (frozen reference, LoRA policy, frozen reward model, value model) and
 a per-token KL penalty that keeps the policy near the reference. `--beta 0` shows why:
-the policy over-optimizes the learned proxy while the gold score falls. Everything is measured
-on held-out prompts that no stage ever trains on.
+the policy over-optimizes the learned proxy while the gold score falls. Settings are chosen on
+validation prompts; held-out prompts only report; no training loss ever sees either.
 
 Beside PPO, the critic-free road (three models): `--advantage rloo` and `--advantage grpo`
 replace the value model by a baseline from the other responses to the same prompt, with the same
-PPO-clip update and per-token KL reward, so only the baseline differs. The canonical RLOO
-(Ahmadian et al. 2024) puts the KL in the reward per sequence; GRPO (Shao et al. 2024) puts a k3
-KL term in the loss and averages each response's loss over its length, which Dr. GRPO (Liu et
-al. 2025) drops with the division by the group's std. Best-of-n from SFT, with its exact KL, is
-the frontier (Gao et al. 2022).
+per-token KL reward and PPO-clip update. GRPO's division by the group's std scales the score and
+the KL penalty alike, so both optimize PPO's score - beta * KL and only the baseline differs. The
+canonical RLOO (Ahmadian et al. 2024) puts the KL in the reward per sequence; GRPO (Shao et al.
+2024) puts a k3 KL term in the loss, unscaled. `--dpo` (Rafailov et al. 2023) learns from the
+reward model's own preference pairs with no reward model and no sampling. Best-of-n from SFT,
+with its exact KL, is the frontier (Gao et al. 2022).
 
     python ppo_rlhf_toy.py
     python ppo_rlhf_toy.py --advantage grpo
+    python ppo_rlhf_toy.py --dpo --beta 0.2
     python ppo_rlhf_toy.py --beta 0 --rm-num-pairs 500
 """
 
@@ -53,7 +55,7 @@ class Args:
 
     # The toy language and the model
     prompt_len: int = 4
-    """words per prompt (16^4 = 65,536 prompts at 4; one in 7 is held out)"""
+    """words per prompt (16^4 = 65,536 prompts at 4; one in 7 held out, one in 7 validation)"""
     max_response_len: int = 10
     """the most tokens a response may have, EOS included (without EOS by then: truncated)"""
     d_model: int = 64
@@ -64,7 +66,7 @@ class Args:
     """the number of attention heads"""
 
     # Stage 1: SFT
-    sft_steps: int = 300
+    sft_steps: int = 200
     """gradient steps of supervised fine-tuning on samples of the true language"""
     sft_batch_size: int = 128
     """sequences per SFT step"""
@@ -79,7 +81,7 @@ class Args:
     rm_epochs: int = 4
     """passes over the preference pairs"""
     rm_batch_size: int = 64
-    """pairs per reward-model step"""
+    """pairs per reward-model (and DPO) step"""
     rm_learning_rate: float = 3e-3
     """the learning rate of the reward model's LoRA and head"""
     lora_rank: int = 8
@@ -91,6 +93,11 @@ class Args:
     advantage: Literal["gae", "rloo", "grpo"] = "gae"
     """`gae`: token GAE on a value model (four models); `rloo`, `grpo`: a baseline from the
     prompt's other responses"""
+    dpo: bool = False
+    """if toggled, DPO instead of RL: the policy learns from the reward model's preference pairs
+    (two models: no reward model, no sampling), at the same --beta"""
+    dpo_epochs: int = 2
+    """DPO's passes over the preference pairs (--rm-batch-size pairs a step)"""
     num_generations: int = 4
     """K, responses sampled per prompt: a batch holds batch-size / K prompts (rloo, grpo: K >= 2)"""
     num_updates: int = 40
@@ -102,9 +109,10 @@ class Args:
     ppo_epochs: int = 4
     """passes over each batch of responses"""
     learning_rate: float = 3e-3
-    """the learning rate of the policy's LoRA and the value model"""
-    anneal_lr: bool = True
-    """if toggled, the PPO learning rate decays linearly to 0 over the updates (as in TRL)"""
+    """the learning rate of the policy's LoRA (PPO, DPO) and of the value model"""
+    anneal_lr: bool = False
+    """if toggled, the learning rate decays linearly to 0 (TRL's default); the settings were
+    chosen at a constant one"""
     temperature: float = 1.0
     """sampling temperature; it also divides the policy's and the reference's logits"""
     beta: float = 0.5
@@ -138,12 +146,13 @@ class Args:
     eval_every: int = 10
     """evaluate on held-out prompts every this many updates"""
     eval_prompts: int = 512
-    """prompts of each evaluation: held-out ones, and at the end as many from the training side"""
+    """prompts of each evaluation, from each of the held-out and the validation parts (and at the
+    end from the training part)"""
     best_of_n: int = 64
     """the largest n of the best-of-n frontier from SFT (n = 1, 2, 4, ... up to it); 0 skips it"""
-    best_of_n_samples: int = 256
+    best_of_n_samples: int = 128
     """SFT samples per prompt: best-of-n is computed exactly for their empirical distribution"""
-    best_of_n_prompts: int = 128
+    best_of_n_prompts: int = 64
     """the first this many held-out evaluation prompts (at most all of them) get best-of-n"""
 
 
@@ -173,6 +182,7 @@ def check_args(args: Args):
         "eval_prompts",
         "kl_horizon",
         "num_generations",
+        "dpo_epochs",
         "best_of_n_samples",
         "best_of_n_prompts",
     ]:
@@ -201,6 +211,10 @@ def check_args(args: Args):
             raise UsageError(
                 f"--{name.replace('_', '-')} must be >= 0 (0: none), got {getattr(args, name)}"
             )
+    if args.dpo and (args.advantage != "gae" or args.kl_target is not None):
+        raise UsageError("--dpo learns without rollouts: drop --advantage and --kl-target")
+    if args.dpo and args.beta == 0:
+        raise UsageError("--dpo needs --beta > 0: at 0 DPO's loss is constant and nothing learns")
     if args.kl_target is not None and args.beta == 0:
         raise UsageError(
             "--kl-target needs --beta > 0 to start from: the controller multiplies beta, "
@@ -241,14 +255,16 @@ WORDS = [
     "bad",
 ]
 VOCAB = ["<pad>", "<bos>", "<sep>", "<eos>"] + WORDS  # token t >= 4 is WORDS[t - 4]
-HELDOUT_MODULUS = 7  # a prompt is held out when its number is divisible by this
+SPLIT_MODULUS = 7  # a prompt's number mod 7: 0 held out, 1 validation, else training
 
 
-def is_heldout(prompts: np.ndarray) -> np.ndarray:
-    """The split, by a rule: a prompt's words read as a base-16 number; held out if it is
-    divisible by 7 (one prompt in 7). No stage of training ever draws a held-out prompt."""
+def prompt_split(prompts: np.ndarray) -> np.ndarray:
+    """The split, by a rule: a prompt's words read as a base-16 number n; n % 7 == 0 is held out
+    (one prompt in 7: it only reports), n % 7 == 1 is validation (one in 7: it chooses settings),
+    the rest trains. No stage of training ever draws a held-out or a validation prompt."""
     places = len(WORDS) ** np.arange(prompts.shape[1] - 1, -1, -1)
-    return ((prompts - 4) * places).sum(1) % HELDOUT_MODULUS == 0
+    n = ((prompts - 4) * places).sum(1) % SPLIT_MODULUS
+    return np.where(n == 0, "heldout", np.where(n == 1, "validation", "train"))
 
 
 class ToyLanguage:
@@ -280,14 +296,14 @@ class ToyLanguage:
         # smoothed: an impossible bigram costs about log(1e-3)
         self.log_bigram = np.log(self.bigram + 1e-3)
 
-    def prompts(self, rng: np.random.Generator, n: int, prompt_len: int, heldout: bool):
-        """n prompts (n, prompt_len) of uniformly random words from one side of the split: the
-        held-out prompts or the training ones (rows on the other side are drawn again)."""
+    def prompts(self, rng: np.random.Generator, n: int, prompt_len: int, split: str):
+        """n prompts (n, prompt_len) of uniformly random words from one part of the split,
+        "train", "validation" or "heldout" (rows in another part are drawn again)."""
         prompts = rng.integers(0, len(WORDS), (n, prompt_len)) + 4
-        wrong = is_heldout(prompts) != heldout
+        wrong = prompt_split(prompts) != split
         while wrong.any():
             prompts[wrong] = rng.integers(0, len(WORDS), (wrong.sum(), prompt_len)) + 4
-            wrong = is_heldout(prompts) != heldout
+            wrong = prompt_split(prompts) != split
         return prompts
 
     def respond(self, rng: np.random.Generator, prompts: np.ndarray, max_response_len: int):
@@ -555,6 +571,7 @@ def token_gae(
     """A_t = sum_l (gamma*lam)^l delta_{t+l},  delta_t = r_t + gamma*V_{t+1} - V_t,
     V = 0 after the last token. Returns the advantages and the value targets A_t + V_t, both
     zero on padding."""
+    rewards = rewards * mask
     values = values * mask
     advantages = torch.zeros_like(rewards)
     running = torch.zeros(len(rewards), device=rewards.device)
@@ -591,6 +608,15 @@ def bradley_terry_loss(chosen_scores: torch.Tensor, rejected_scores: torch.Tenso
     return -F.logsigmoid(chosen_scores - rejected_scores).mean()
 
 
+def dpo_loss(logp_chosen, logp_rejected, ref_chosen, ref_rejected, beta: float) -> torch.Tensor:
+    """Rafailov et al. 2023: -log sigmoid(beta * (h_w - h_l)), h = log pi(y|x) - log pi_ref(y|x)
+    per sequence, averaged over pairs: the Bradley-Terry loss of the implicit reward beta * h,
+    whose optimum is the policy that maximizes E[r] - beta * KL(pi || pi_ref)."""
+    return bradley_terry_loss(
+        beta * (logp_chosen - ref_chosen), beta * (logp_rejected - ref_rejected)
+    )
+
+
 def adaptive_beta(
     beta: float, kl: float, kl_target: float, n_responses: int, horizon: int
 ) -> float:
@@ -600,17 +626,17 @@ def adaptive_beta(
     return beta * (1 + error * n_responses / horizon)
 
 
-def group_advantages(scores: torch.Tensor, k: int, method: str) -> torch.Tensor:
-    """Critic-free advantages of the reward model's scores s of responses in
-    groups of K to one prompt (adjacent):
-    rloo: A_i = s_i - mean_{j != i} s_j                 (the other K-1: the baseline leaves i out)
-    grpo: A_i = (s_i - mean_j s_j) / (std_j s_j + 1e-4)  (the whole group's mean and std; TRL's
-          1e-4 keeps a near-tie near 0)
+def group_baseline(scores: torch.Tensor, k: int, method: str):
+    """The baseline b_i and the scale c_i of the critic-free advantage (G_t - b_i) / c_i, from the
+    reward model's scores s of the K responses to one prompt (adjacent rows):
+    rloo: b_i = mean_{j != i} s_j,  c_i = 1                (the baseline leaves i out)
+    grpo: b_i = mean_j s_j,         c_i = std_j s_j + 1e-4  (TRL's 1e-4 keeps a near-tie near 0)
     """
     group = scores.view(-1, k)  # (prompts, K)
     if method == "rloo":
-        return (group - (group.sum(1, keepdim=True) - group) / (k - 1)).flatten()
-    return ((group - group.mean(1, keepdim=True)) / (group.std(1, keepdim=True) + 1e-4)).flatten()
+        return ((group.sum(1, keepdim=True) - group) / (k - 1)).flatten(), torch.ones_like(scores)
+    scale = (group.std(1, keepdim=True) + 1e-4).expand(-1, k)
+    return group.mean(1, keepdim=True).expand(-1, k).flatten(), scale.flatten()
 
 
 # --- the RL stage: forward passes, rollout, advantages, update ---
@@ -728,14 +754,13 @@ def compute_advantages(batch: dict, args: Args):
             rewards, batch["old_values"], mask, args.gamma, args.gae_lambda
         )
         return masked_whiten(advantages, mask) * mask, returns
-    # rloo, grpo: the score's advantage over the group's baseline on every token, and the KL penalty
-    # as a
-    # per-token reward from t on: A_t = A_i - beta * sum_{t' >= t} KL_t' (GAE with V = 0 and lambda
-    # = 1)
+    # rloo, grpo: PPO's return from token t on, G_t = s_i - beta * sum_{t' >= t} KL_t' (GAE with
+    # V = 0 and lambda = 1), minus the group's baseline, over its scale: the std scales the score
+    # and the KL penalty alike, so GRPO's beta is PPO's; only the baseline and its scale differ
     kl_to_go, _ = token_gae(batch["kl_rewards"], torch.zeros_like(rewards), mask, args.gamma, 1.0)
-    return (
-        group_advantages(batch["scores"], args.num_generations, args.advantage)[:, None] + kl_to_go
-    ) * mask, None
+    baseline, scale = group_baseline(batch["scores"], args.num_generations, args.advantage)
+    returns_to_go = batch["scores"][:, None] + kl_to_go
+    return (returns_to_go - baseline[:, None]) / scale[:, None] * mask, None
 
 
 def ppo_update(
@@ -748,9 +773,10 @@ def ppo_update(
     returns: torch.Tensor | None,
     args: Args,
     generator: torch.Generator,
+    seen: set,
 ) -> dict:
     """PPO epochs over the batch: the clipped policy loss, plus the clipped value loss
-    when there is a value model."""
+    when there is a value model. Each minibatch's prompts are recorded in `seen`."""
     stats = []
     prompt_size = args.prompt_len + 2
     for _ in range(args.ppo_epochs):
@@ -758,6 +784,7 @@ def ppo_update(
             args.batch_size // args.num_minibatches
         ):
             mask = batch["mask"][idx]
+            record_prompts(seen, batch["tokens"][idx], args.prompt_len)
             logprobs, entropy, values = policy_and_value(
                 policy,
                 value_model,
@@ -803,6 +830,39 @@ def ppo_update(
         for name, v in zip(names, np.mean(stats, 0), strict=True)
         if value_model or name != "loss/value_avg"
     }
+
+
+# --- DPO: the reward model's preference pairs, learned without a reward model or sampling ---
+def sequence_logprobs(model: TinyLM, tokens: torch.Tensor, prompt_size: int, temperature: float):
+    """log pi(y|x) = sum_t log pi(y_t | x, y_<t) over each response's tokens, EOS included."""
+    responses = tokens[:, prompt_size:]
+    logprobs, _ = response_logprobs(model(tokens)[:, prompt_size - 1 : -1], responses, temperature)
+    return (logprobs * response_mask(responses)).sum(1)
+
+
+def train_dpo(policy: TinyLM, optimizer, params: list, pairs: tuple, args: Args, generator, seen):
+    """DPO on the pairs (chosen, rejected) that trained the reward model, from the SFT model + LoRA,
+    with the SFT model (adapters off) as the reference; the learning rate as PPO's."""
+    prompt_size = args.prompt_len + 2
+    with torch.no_grad(), adapters_off(policy):
+        ref = [sequence_logprobs(policy, t, prompt_size, args.temperature) for t in pairs]
+    steps = [
+        idx
+        for _ in range(args.dpo_epochs)
+        for idx in torch.randperm(len(pairs[0]), generator=generator).split(args.rm_batch_size)
+    ]
+    for step, idx in enumerate(steps):
+        if args.anneal_lr:
+            optimizer.param_groups[0]["lr"] = args.learning_rate * (1 - step / len(steps))
+        for t in pairs:
+            record_prompts(seen, t[idx], args.prompt_len)
+        logp = [sequence_logprobs(policy, t[idx], prompt_size, args.temperature) for t in pairs]
+        loss = dpo_loss(logp[0], logp[1], ref[0][idx], ref[1][idx], args.beta)
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, args.max_grad_norm)
+        optimizer.step()
+    print(f"dpo: {len(steps)} steps, last loss {loss.item():.4f}")
 
 
 # --- evaluation on held-out prompts, and the best-of-n frontier, each with its own generator ---
@@ -855,6 +915,42 @@ def evaluate(
             for p, r in zip(prompts[:3].tolist(), responses[:3].tolist(), strict=True)
         ],
     }
+
+
+def evaluate_splits(policy, reward_model, language, splits, args, seen_bigrams, trainside=False):
+    """evaluate() on the held-out and the validation prompts (and on the training part's)."""
+    names = ["heldout", "validation"] + ["train"] * trainside
+    return {
+        name: evaluate(policy, reward_model, language, splits[name], args, seen_bigrams)
+        for name in names
+    }
+
+
+def history_row(update: int, evals: dict) -> dict:
+    """One point of the training curve: the held-out figures, and validation's gold, proxy, KL."""
+    row = {k: v for k, v in evals["heldout"].items() if k != "samples"}
+    for k in ["gold_score", "proxy_score", "kl"]:
+        row[f"validation_{k}"] = evals["validation"][k]
+    return {"update": update, **row}
+
+
+def eval_metrics(evals: dict) -> dict:
+    """wandb's eval/... (held out) and validation/... figures."""
+    row = history_row(0, evals)
+    return {
+        (k.replace("validation_", "validation/") if "validation_" in k else f"eval/{k}"): v
+        for k, v in row.items()
+        if k != "update"
+    }
+
+
+def eval_line(evals: dict) -> str:
+    ev = evals["heldout"]
+    return (
+        f"gold={ev['gold_score']:.3f}, validation_gold={evals['validation']['gold_score']:.3f}, "
+        f"proxy={ev['proxy_score']:.3f}, kl={ev['kl']:.3f}, length={ev['length']:.2f}, "
+        f"eos_rate={ev['eos_rate']:.2f}, samples: {ev['samples']}"
+    )
 
 
 @torch.no_grad()
@@ -915,12 +1011,15 @@ def best_of_n(
 
 
 # --- the three stages ---
-def draw_training_prompts(language, rng, n: int, args: Args, seen: set) -> torch.Tensor:
-    """n prompts from the training side of the split, each recorded in `seen` (the final JSON's
-    heldout_overlap checks the held-out prompts against it)."""
-    prompts = language.prompts(rng, n, args.prompt_len, heldout=False)
-    seen.update(map(tuple, prompts.tolist()))
-    return torch.from_numpy(prompts)
+def training_prompts(language, rng, n: int, args: Args) -> torch.Tensor:
+    """n prompts from the training part of the split."""
+    return torch.from_numpy(language.prompts(rng, n, args.prompt_len, "train"))
+
+
+def record_prompts(seen: set, tokens: torch.Tensor, prompt_len: int):
+    """Add the prompts of sequences `BOS prompt SEP ...` to `seen` as they enter a training loss
+    (SFT, reward model, policy, DPO): heldout_overlap checks the evaluation's prompts against it."""
+    seen.update(map(tuple, tokens[:, 1 : prompt_len + 1].tolist()))
 
 
 def train_sft(args: Args, language: ToyLanguage, rng, seen: set, start_time: float):
@@ -935,7 +1034,7 @@ def train_sft(args: Args, language: ToyLanguage, rng, seen: set, start_time: flo
     )
     optimizer = torch.optim.Adam(sft.parameters(), lr=args.sft_learning_rate)
     for step in range(args.sft_steps):
-        prompts = draw_training_prompts(language, rng, args.sft_batch_size, args, seen)
+        prompts = training_prompts(language, rng, args.sft_batch_size, args)
         responses = language.respond(rng, prompts.numpy(), args.max_response_len)
         prompt_part = with_prompt(prompts)
         tokens = torch.cat([prompt_part, torch.from_numpy(responses)], 1)
@@ -944,6 +1043,7 @@ def train_sft(args: Args, language: ToyLanguage, rng, seen: set, start_time: flo
         targets[:, : prompt_part.shape[1] - 1] = PAD
         # linear decay to 0
         optimizer.param_groups[0]["lr"] = args.sft_learning_rate * (1 - step / args.sft_steps)
+        record_prompts(seen, tokens, args.prompt_len)
         sft_loss = F.cross_entropy(
             sft(tokens[:, :-1]).flatten(0, 1), targets.flatten(), ignore_index=PAD
         )
@@ -1002,18 +1102,20 @@ def train_reward_model(
 ):
     """Stage 2: a Bradley-Terry reward model (SFT + LoRA + a scalar head) on rater-labelled
     pairs of SFT samples. Returns it frozen, merged and normalized (SFT samples score mean 0,
-    std 1), its accuracy on pairs of held-out prompts and the bigrams it saw."""
+    std 1), its accuracy on pairs of held-out prompts, the bigrams it saw and its pairs."""
     prompt_size = args.prompt_len + 2
     reward_model = ScalarModel(
         add_lora(copy.deepcopy(sft), args.lora_rank, args.lora_alpha), args.d_model
     )
-    prompts = draw_training_prompts(language, rng, args.rm_num_pairs, args, seen)
+    prompts = training_prompts(language, rng, args.rm_num_pairs, args)
     chosen, rejected, _ = preference_pairs(sft, language, prompts, args, rng, generator)
     optimizer = torch.optim.Adam(
         [p for p in reward_model.parameters() if p.requires_grad], lr=args.rm_learning_rate
     )
     for _ in range(args.rm_epochs):
         for idx in torch.randperm(args.rm_num_pairs, generator=generator).split(args.rm_batch_size):
+            for pairs in (chosen[idx], rejected[idx]):
+                record_prompts(seen, pairs, args.prompt_len)
             rm_loss = bradley_terry_loss(
                 score(reward_model, chosen[idx], prompt_size),
                 score(reward_model, rejected[idx], prompt_size),
@@ -1025,7 +1127,7 @@ def train_reward_model(
     merge_lora(reward_model.trunk)
     with torch.no_grad():
         # accuracy on pairs of held-out prompts, against the gold order (the raters' noise removed)
-        test_prompts = torch.from_numpy(language.prompts(rng, 1000, args.prompt_len, heldout=True))
+        test_prompts = torch.from_numpy(language.prompts(rng, 1000, args.prompt_len, "heldout"))
         test_chosen, test_rejected, gold_margin = preference_pairs(
             sft, language, test_prompts, args, rng, generator
         )
@@ -1047,7 +1149,7 @@ def train_reward_model(
     seen_bigrams = {
         b for t in (chosen, rejected) for seq in word_bigrams(t, prompt_size) for b in seq
     }
-    return reward_model, rm_accuracy, seen_bigrams
+    return reward_model, rm_accuracy, seen_bigrams, (chosen, rejected)
 
 
 # the settings stages 1 and 2 depend on: stages built with them can serve any stage 3
@@ -1084,7 +1186,7 @@ def sft_and_reward_model(args: Args, start_time: float | None = None) -> dict:
     language = ToyLanguage(args.seed)
     seen_prompts = set()
     sft, sft_loss = train_sft(args, language, rng, seen_prompts, start_time)
-    reward_model, rm_accuracy, seen_bigrams = train_reward_model(
+    reward_model, rm_accuracy, seen_bigrams, pairs = train_reward_model(
         sft, args, language, rng, generator, seen_prompts, start_time
     )
     return {
@@ -1096,14 +1198,15 @@ def sft_and_reward_model(args: Args, start_time: float | None = None) -> dict:
         "rm_accuracy": rm_accuracy,
         "seen_bigrams": seen_bigrams,
         "seen_prompts": seen_prompts,
+        "pairs": pairs,
     }
 
 
 def make_value_model(args: Args, policy: TinyLM, reward_model: ScalarModel) -> ScalarModel | None:
     """gae's critic: a copy of the reward model with new LoRA adapters (B = 0: it starts as the
     reward model) whose adapters and head train, or a head on the policy's own trunk. rloo and
-    grpo have none."""
-    if args.advantage != "gae":
+    grpo and DPO have none."""
+    if args.advantage != "gae" or args.dpo:
         return None
     if args.value_model == "shared":
         value_model = ScalarModel(policy, args.d_model)
@@ -1180,34 +1283,40 @@ def main(args: Args, stages: dict | None = None) -> dict:
     params = list({id(p): p for p in trainable}.values())
     optimizer = torch.optim.Adam(params, lr=args.learning_rate, eps=1e-5)
 
-    # the evaluation's prompts, from a generator of their own: held out (never drawn for any
-    # stage) and, for the gap, as many from the training side
+    # the evaluation's prompts, from a generator of their own: held out and validation (never
+    # drawn for any stage), and, for the generalization gap, as many from the training part
     eval_rng = np.random.default_rng(args.seed + 2)
-    heldout = torch.from_numpy(language.prompts(eval_rng, args.eval_prompts, args.prompt_len, True))
-    trainside = torch.from_numpy(
-        language.prompts(eval_rng, args.eval_prompts, args.prompt_len, False)
-    )
+    splits = {
+        name: torch.from_numpy(language.prompts(eval_rng, args.eval_prompts, args.prompt_len, name))
+        for name in ["heldout", "validation", "train"]
+    }
     seen_bigrams = stages["seen_bigrams"]
-    sft_eval = evaluate(policy, reward_model, language, heldout, args, seen_bigrams)  # B = 0: SFT
-    print(
-        f"SFT on held-out prompts: gold {sft_eval['gold_score']:.3f}, "
-        f"proxy {sft_eval['proxy_score']:.3f}, "
-        f"length {sft_eval['length']:.2f}, samples: {sft_eval['samples']}"
-    )
+    sft_evals = evaluate_splits(policy, reward_model, language, splits, args, seen_bigrams)  # SFT
+    print(f"SFT on held-out prompts: {eval_line(sft_evals)}")
     beta = args.beta
     history = []
+    updates = 0 if args.dpo else args.num_updates  # DPO learns offline: no rollouts
+    if args.dpo:  # --- DPO instead of RL: the same pairs, the same beta, two models ---
+        train_dpo(policy, optimizer, params, stages["pairs"], args, generator, seen_prompts)
     ppo_start = time.time()
-    for update in range(1, args.num_updates + 1):
+    for update in range(1, updates + 1):
         if args.anneal_lr:  # lr_k = lr * (1 - (k-1)/K)
             for group in optimizer.param_groups:
                 group["lr"] = args.learning_rate * (1 - (update - 1) / args.num_updates)
-        prompts = draw_training_prompts(
-            language, rng, args.batch_size // args.num_generations, args, seen_prompts
-        )
+        prompts = training_prompts(language, rng, args.batch_size // args.num_generations, args)
         batch = rollout(policy, value_model, reward_model, prompts, args, beta, generator)
         advantages, returns = compute_advantages(batch, args)
         update_metrics = ppo_update(
-            policy, value_model, optimizer, params, batch, advantages, returns, args, generator
+            policy,
+            value_model,
+            optimizer,
+            params,
+            batch,
+            advantages,
+            returns,
+            args,
+            generator,
+            seen_prompts,
         )
         metrics = log_update(batch, beta, optimizer, update_metrics)
         if args.kl_target is not None:
@@ -1217,37 +1326,50 @@ def main(args: Args, stages: dict | None = None) -> dict:
         global_step = update * args.batch_size  # responses sampled so far
         sps = int(global_step / (time.time() - ppo_start))  # responses per second of PPO
         print(f"global_step={global_step}, episodic_return={metrics['objective/rlhf_reward']:.4f}")
-        if update % args.eval_every == 0 or update == args.num_updates:
-            ev = evaluate(policy, reward_model, language, heldout, args, seen_bigrams)
-            metrics.update({f"eval/{k}": v for k, v in ev.items() if k != "samples"})
-            history.append({"update": update, **{k: v for k, v in ev.items() if k != "samples"}})
-            print(
-                f"update={update}, SPS={sps}, gold={ev['gold_score']:.3f}, "
-                f"proxy={ev['proxy_score']:.3f}, kl={ev['kl']:.3f}, length={ev['length']:.2f}, "
-                f"eos_rate={ev['eos_rate']:.2f}, beta={beta:.4f}, samples: {ev['samples']}"
-            )
+        if update % args.eval_every == 0 and update < updates:
+            evals = evaluate_splits(policy, reward_model, language, splits, args, seen_bigrams)
+            history.append(history_row(update, evals))
+            metrics.update(eval_metrics(evals))
             if args.track:
                 metrics["eval/samples"] = wandb.Table(
-                    columns=["prompt | response"], data=[[s] for s in ev["samples"]]
+                    columns=["prompt | response"], data=[[s] for s in evals["heldout"]["samples"]]
                 )
+            print(f"update={update}, SPS={sps}, beta={beta:.4f}, {eval_line(evals)}")
         if args.track:
             wandb.log({**metrics, "charts/SPS": sps}, step=global_step)
 
-    # --- SFT and the method on held-out and training-side prompts; best-of-n from SFT ---
-    method = {"gae": "ppo", "rloo": "rloo", "grpo": "grpo"}[args.advantage]
+    # --- the final policy and SFT on each part of the split; best-of-n from SFT ---
+    evals = evaluate_splits(
+        policy, reward_model, language, splits, args, seen_bigrams, trainside=True
+    )
+    history.append(history_row(updates, evals))
+    print(f"update={updates}, beta={beta:.4f}, {eval_line(evals)}")
+    if args.track:
+        wandb.log(eval_metrics(evals), step=updates * args.batch_size)
+    method = "dpo" if args.dpo else {"gae": "ppo", "rloo": "rloo", "grpo": "grpo"}[args.advantage]
     with adapters_off(policy):
-        sft_trainside = evaluate(policy, reward_model, language, trainside, args, seen_bigrams)
-    final_trainside = evaluate(policy, reward_model, language, trainside, args, seen_bigrams)
+        sft_trainside = evaluate(
+            policy, reward_model, language, splits["train"], args, seen_bigrams
+        )
     frontier = []
     if args.best_of_n:
-        bon_prompts = heldout[: args.best_of_n_prompts]
+        bon_prompts = splits["heldout"][: args.best_of_n_prompts]
         frontier = best_of_n(sft, reward_model, language, bon_prompts, args)
-    heldout_overlap = float(np.mean([p in seen_prompts for p in map(tuple, heldout.tolist())]))
+    # the share of the held-out and validation prompts that entered any training loss
+    heldout_overlap = float(
+        np.mean([p in seen_prompts for p in map(tuple, splits["heldout"].tolist())])
+    )
+    validation_overlap = float(
+        np.mean([p in seen_prompts for p in map(tuple, splits["validation"].tolist())])
+    )
     print(f"{'':>24} {'gold':>8} {'proxy':>8} {'kl':>8} {'length':>8} {'eos':>6}")
-    rows = [("SFT, held out", sft_eval), (f"{method.upper()}, held out", ev)]
+    rows = [
+        ("SFT, held out", sft_evals["heldout"]),
+        (f"{method.upper()}, held out", evals["heldout"]),
+    ]
     rows += [
         ("SFT, training side", sft_trainside),
-        (f"{method.upper()}, training side", final_trainside),
+        (f"{method.upper()}, training side", evals["train"]),
     ]
     for name, e in rows:
         print(
@@ -1259,25 +1381,34 @@ def main(args: Args, stages: dict | None = None) -> dict:
             f"{'best-of-' + str(row['n']):>24} {row['gold']:8.3f} {row['proxy']:8.3f} "
             f"{row['kl']:8.3f} (bound {row['kl_bound']:.3f})"
         )
-    print(f"heldout_overlap={heldout_overlap} (held-out prompts seen in any training stage)")
+    print(f"heldout_overlap={heldout_overlap}, validation_overlap={validation_overlap}")
     if args.track:
         wandb.finish()
+    ev = evals["heldout"]
+    sft_eval = sft_evals["heldout"]
     return {
         "method": method,
-        # policy, reference, reward model (and value model)
-        "models": 4 if value_model is not None else 3,
+        # policy, reference, reward model (and value model); DPO: policy and reference
+        "models": 2 if args.dpo else 4 if value_model is not None else 3,
         "sft_loss": round(stages["sft_loss"], 4),
         "rm_accuracy": stages["rm_accuracy"],
         "gold_gain_in_sft_std": (ev["gold_score"] - sft_eval["gold_score"]) / sft_eval["gold_std"],
+        "validation_gain_in_sft_std": (
+            evals["validation"]["gold_score"] - sft_evals["validation"]["gold_score"]
+        )
+        / sft_evals["validation"]["gold_std"],
         # training side minus held out: what the policy gained on prompts like its training ones
         # but not on new ones (SFT's own gap, which is noise only, beside it)
-        "generalization_gap": final_trainside["gold_score"] - ev["gold_score"],
+        "generalization_gap": evals["train"]["gold_score"] - ev["gold_score"],
         "sft_generalization_gap": sft_trainside["gold_score"] - sft_eval["gold_score"],
         "heldout_overlap": heldout_overlap,
+        "validation_overlap": validation_overlap,
         "sft": sft_eval,
         "final": ev,  # the trained policy on the held-out prompts
+        "sft_validation": sft_evals["validation"],
+        "final_validation": evals["validation"],
         "sft_trainside": sft_trainside,
-        "final_trainside": final_trainside,
+        "final_trainside": evals["train"],
         "history": history,
         "best_of_n": frontier,
         "wall_seconds": round(time.time() - start_time, 2),

@@ -366,8 +366,8 @@ MUTANTS = [
     (
         "ppo_rlhf_toy.py",
         "RLOO's baseline includes the sample itself",
-        "(group - (group.sum(1, keepdim=True) - group) / (k - 1))",
-        "(group - group.mean(1, keepdim=True))",
+        "((group.sum(1, keepdim=True) - group) / (k - 1))",
+        "(group.mean(1, keepdim=True).expand(-1, k))",
     ),
     (
         "ppo_rlhf_toy.py",
@@ -384,21 +384,21 @@ MUTANTS = [
     # issue 23: the held-out split, best-of-n's exact KL, the defects of the review
     (
         "ppo_rlhf_toy.py",
-        "training prompts drawn from the held-out side",
-        "prompts = language.prompts(rng, n, args.prompt_len, heldout=False)",
-        "prompts = language.prompts(rng, n, args.prompt_len, heldout=True)",
+        "training prompts drawn from the held-out part",
+        'return torch.from_numpy(language.prompts(rng, n, args.prompt_len, "train"))',
+        'return torch.from_numpy(language.prompts(rng, n, args.prompt_len, "heldout"))',
     ),
     (
         "ppo_rlhf_toy.py",
         "the split ignored when drawing",
-        "        wrong = is_heldout(prompts) != heldout\n        while",
-        "        wrong = is_heldout(prompts) & False\n        while",
+        "        wrong = prompt_split(prompts) != split\n        while",
+        "        wrong = prompt_split(prompts) == 0\n        while",
     ),
     (
         "ppo_rlhf_toy.py",
         "the evaluation's prompts from stage 3's generator",
-        "heldout = torch.from_numpy(language.prompts(eval_rng,",
-        "heldout = torch.from_numpy(language.prompts(rng,",
+        "name: torch.from_numpy(language.prompts(eval_rng,",
+        "name: torch.from_numpy(language.prompts(rng,",
     ),
     (
         "ppo_rlhf_toy.py",
@@ -469,8 +469,74 @@ MUTANTS = [
     (
         "ppo_rlhf_toy.py",
         "the held-out rule another modulus",
-        "HELDOUT_MODULUS = 7",
-        "HELDOUT_MODULUS = 8",
+        "SPLIT_MODULUS = 7",
+        "SPLIT_MODULUS = 8",
+    ),
+    # issue 30: GRPO on PPO's scale, DPO, the validation split, the overlap at the loss
+    (
+        "ppo_rlhf_toy.py",
+        "GRPO's std divides the score but not the KL-to-go (before issue 30)",
+        "return (returns_to_go - baseline[:, None]) / scale[:, None] * mask, None",
+        "return ((batch['scores'] - baseline) / scale)[:, None] + kl_to_go * mask, None",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "GRPO without the division by the group's std (Dr. GRPO)",
+        "scale = (group.std(1, keepdim=True) + 1e-4).expand(-1, k)",
+        "scale = torch.ones_like(group)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "DPO's reference log-probs added",
+        "beta * (logp_chosen - ref_chosen), beta * (logp_rejected - ref_rejected)",
+        "beta * (logp_chosen + ref_chosen), beta * (logp_rejected + ref_rejected)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "DPO's chosen and rejected swapped",
+        "loss = dpo_loss(logp[0], logp[1], ref[0][idx], ref[1][idx], args.beta)",
+        "loss = dpo_loss(logp[1], logp[0], ref[1][idx], ref[0][idx], args.beta)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "DPO's reference computed with the adapters on (equivalent: B = 0 before the first step)",
+        "    with torch.no_grad(), adapters_off(policy):\n        ref = [",
+        "    with torch.no_grad():\n        ref = [",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "DPO's reference moves with the policy",
+        "loss = dpo_loss(logp[0], logp[1], ref[0][idx], ref[1][idx], args.beta)",
+        "loss = dpo_loss(logp[0], logp[1], logp[0].detach(), logp[1].detach(), args.beta)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "DPO's sequence log-prob counts the padding",
+        "return (logprobs * response_mask(responses)).sum(1)",
+        "return logprobs.sum(1)",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "validation and training prompts drawn as one part",
+        "wrong = prompt_split(prompts) != split\n        while wrong.any():\n"
+        "            prompts[wrong] = rng.integers(0, len(WORDS), (wrong.sum(), prompt_len)) + 4\n"
+        "            wrong = prompt_split(prompts) != split",
+        'wrong = (prompt_split(prompts) == "heldout") != (split == "heldout")\n'
+        "        while wrong.any():\n"
+        "            prompts[wrong] = rng.integers(0, len(WORDS), (wrong.sum(), prompt_len)) + 4\n"
+        '            wrong = (prompt_split(prompts) == "heldout") != (split == "heldout")',
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "PPO's minibatches not recorded (heldout_overlap blind to stage 3)",
+        '            record_prompts(seen, batch["tokens"][idx], args.prompt_len)\n',
+        "\n",
+    ),
+    (
+        "ppo_rlhf_toy.py",
+        "token GAE's rewards not masked",
+        "    rewards = rewards * mask\n    values = values * mask\n",
+        "    values = values * mask\n",
     ),
     # --- resume (issue 24) ---
     (
@@ -623,7 +689,10 @@ MATH = {
         "clipped_value_loss",
         "bradley_terry_loss",
         "adaptive_beta",
-        "group_advantages",
+        "group_baseline",
+        "compute_advantages",
+        "dpo_loss",
+        "sequence_logprobs",
     ],
 }
 SWAP_BINOP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
@@ -723,7 +792,12 @@ def run_one(index: int, mutant: tuple) -> dict:
             "no:cacheprovider",
         ]
         start = time.time()
-        proc = subprocess.run(command + tests_for(script), cwd=dest, capture_output=True, text=True)
+        try:  # a mutant that hangs the tests (an endless draw, say) counts as caught: CI stops it
+            proc = subprocess.run(
+                command + tests_for(script), cwd=dest, capture_output=True, text=True, timeout=600
+            )
+        except subprocess.TimeoutExpired:
+            proc = subprocess.CompletedProcess(command, 1, "FAILED ::(timeout)\n", "")
         failed = [
             line.split(" ")[1] for line in proc.stdout.splitlines() if line.startswith("FAILED")
         ]

@@ -6,8 +6,8 @@ first 10 episodes on. With --rlhf-json, it also redraws the RLHF frontier (rlhf_
 rlhf_frontier.py from the saved runs), so one command makes every figure of the README:
 
     python benchmarks/plot.py benchmarks/results/curves --out benchmarks/results \
-        --rlhf-json benchmarks/results/rlhf_rm8000.json benchmarks/results/rlhf_rm2000.json \
-        benchmarks/results/rlhf_rm500.json
+        --rlhf-json benchmarks/results/rlhf_runs.jsonl \
+        benchmarks/results/rlhf_grpo_before_issue_30.jsonl
 """
 
 import argparse
@@ -55,7 +55,7 @@ def main():
     parser.add_argument(
         "--rlhf-json",
         nargs="+",
-        help="saved RLHF runs (rlhf_frontier.py's JSON) to redraw the frontier",
+        help="saved RLHF runs (rlhf_frontier.py's JSON lines) to redraw the frontier",
     )
     args = parser.parse_args()
     if args.rlhf_json:  # the frontier of the README
