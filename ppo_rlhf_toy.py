@@ -1339,11 +1339,12 @@ def main(args: Args, stages: dict | None = None) -> dict:
             wandb.log({**metrics, "charts/SPS": sps}, step=global_step)
 
     # --- the final policy and SFT on each part of the split; best-of-n from SFT ---
+    sps = f"SPS={int(updates * args.batch_size / (time.time() - ppo_start))}, " if updates else ""
     evals = evaluate_splits(
         policy, reward_model, language, splits, args, seen_bigrams, trainside=True
     )
     history.append(history_row(updates, evals))
-    print(f"update={updates}, beta={beta:.4f}, {eval_line(evals)}")
+    print(f"update={updates}, {sps}beta={beta:.4f}, {eval_line(evals)}")
     if args.track:
         wandb.log(eval_metrics(evals), step=updates * args.batch_size)
     method = "dpo" if args.dpo else {"gae": "ppo", "rloo": "rloo", "grpo": "grpo"}[args.advantage]

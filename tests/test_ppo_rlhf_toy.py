@@ -319,6 +319,17 @@ def test_dpo_learns_from_the_reward_models_pairs_with_two_models_and_lowers_its_
     assert "dpo: 12 steps" in capsys.readouterr().out
 
 
+def test_dpo_sequence_logprob_is_the_sum_of_the_policys_token_logprobs_up_to_eos():
+    """Catches DPO's sequence log-prob read from shifted logits (each token scored by the position
+    that predicts the next one, or the one before): it must equal the sum over the response, EOS
+    included, of the log-probs PPO's update uses."""
+    _, policy, _, _ = tiny_models()
+    tokens, responses = random_batch(8, seed=5)
+    logprobs, _, _ = rl.policy_and_value(policy, None, tokens, responses, P, 0.7)
+    expected = (logprobs * rl.response_mask(responses)).sum(1)
+    torch.testing.assert_close(rl.sequence_logprobs(policy, tokens, P, 0.7), expected)
+
+
 def test_train_dpo_raises_the_chosen_over_the_rejected_against_the_reference():
     """Catches train_dpo with chosen and rejected swapped, or a reference that moves with the
     policy: after a few passes over pairs that always prefer one response to another, the chosen's
