@@ -23,7 +23,7 @@ import tyro
 from gymnasium.wrappers import RecordVideo
 from gymnasium.wrappers.utils import RunningMeanStd
 from gymnasium.wrappers.vector import ClipAction, RecordEpisodeStatistics
-from torch.distributions import Categorical, Independent, Normal
+from torch.distributions import Categorical, Distribution, Independent, Normal
 
 
 @dataclass
@@ -118,6 +118,10 @@ def true_next_obs(obs, done, info):
 
 
 # --- normalization of observations and rewards (continuous control) ---
+def update_rms(rms, x):  # rms.update(x), faster for one env
+    rms.update_from_moments(x.mean(0), x.var(0) if len(x) > 1 else 0, len(x))
+
+
 class Normalizer:
     """Continuous control (`enabled`): obs scaled by their running mean and std,
     rewards by the running std of the discounted return. Else obs become float32."""
@@ -133,7 +137,7 @@ class Normalizer:
         if not self.enabled:
             return raw_obs.astype(np.float32)
         if update:
-            self.obs_rms.update(raw_obs)
+            update_rms(self.obs_rms, raw_obs)
         obs = (raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(obs, -10.0, 10.0).astype(np.float32)
 
@@ -142,7 +146,7 @@ class Normalizer:
         obs = self.obs(raw_obs, update=True)
         if self.enabled:
             self.discounted_return = self.discounted_return * self.gamma + reward
-            self.return_rms.update(self.discounted_return)
+            update_rms(self.return_rms, self.discounted_return)
             self.discounted_return[done] = 0.0
             reward = np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)
         return obs, self.obs(raw_next_obs), reward
@@ -209,7 +213,7 @@ def gae(rewards, values, next_values, dones, gamma, lam):
     """Generalized advantage estimation over a (T, N) rollout of numpy arrays.
 
     delta_t = r_t + gamma*V(s_{t+1}) - V(s_t)       (V(s_{t+1}) = 0 after a termination)
-    A_t = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: an episode ended, either way)
+    A_t = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: an episode ended)
 
     A truncated episode keeps its bootstrap V(final obs) but no advantage of the next.
     """
@@ -252,12 +256,14 @@ def main(args: Args) -> dict:
 
     # --- seeding: torch (weights, sampled actions), the envs ---
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # small networks: see benchmarks/README.md
+    torch.set_num_threads(1)  # small networks (benchmarks/README.md)
+    # skip the per-step argument checks (speed)
+    Distribution.set_default_validate_args(False)
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim = envs.single_observation_space.shape[0]
     action_space = envs.single_action_space
     agent = Agent(obs_dim, action_space, args.shared_trunk).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, foreach=True)
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, not agent.discrete)
     global_step = checkpoint.get("global_step", 0)
     if checkpoint:  # continue the saved run; the envs start anew
@@ -282,7 +288,7 @@ def main(args: Args) -> dict:
     STOP.clear()
     while global_step < args.total_timesteps and not STOP:
         previous_step = global_step
-        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t the env steps so far
+        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t: env steps
             for group in optimizer.param_groups:
                 group["lr"] = args.learning_rate * (1 - global_step / args.total_timesteps)
 

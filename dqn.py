@@ -238,14 +238,14 @@ def main(args: Args) -> dict:
     # --- seeding: torch (weights), numpy (exploring, replay), the envs ---
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    torch.set_num_threads(1)  # small networks: see benchmarks/README.md
+    torch.set_num_threads(1)  # small networks (benchmarks/README.md)
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim = envs.single_observation_space.shape[0]
     num_actions = int(envs.single_action_space.n)
     q_network = QNetwork(obs_dim, num_actions).to(device)
     target_network = QNetwork(obs_dim, num_actions).to(device)
     target_network.load_state_dict(q_network.state_dict())
-    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate)
+    optimizer = torch.optim.Adam(q_network.parameters(), lr=args.learning_rate, foreach=True)
     buffer = ReplayBuffer(args.buffer_size, obs_dim, rng)
     global_step = checkpoint.get("global_step", 0)
     gradient_steps = checkpoint.get("gradient_steps", 0)
@@ -291,7 +291,7 @@ def main(args: Args) -> dict:
         rounds = global_step // args.train_frequency - previous_step // args.train_frequency
         if buffer.size < args.learning_starts:  # too few transitions yet
             rounds = 0
-        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t the env steps so far
+        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t: env steps
             for group in optimizer.param_groups:
                 group["lr"] = args.learning_rate * (1 - global_step / args.total_timesteps)
         for _ in range(rounds * args.gradient_steps):

@@ -1,7 +1,7 @@
 """PPO: proximal policy optimization (Schulman et al. 2017), discrete and continuous actions.
 
-What this chapter adds to actor_critic.py: epochs of minibatch steps on each rollout, weighted
-by the ratio pi(a|s) / pi_old(a|s), kept near 1 by a clip (`--loss clip`) or a KL penalty (`kl`).
+What it adds to actor_critic.py: epochs of minibatch steps per rollout, weighted
+by the ratio pi(a|s)/pi_old(a|s), kept near 1 by a clip (`--loss clip`) or a KL penalty (`kl`).
 
     python ppo.py --env-id CartPole-v1
 """
@@ -24,7 +24,7 @@ import tyro
 from gymnasium.wrappers import RecordVideo
 from gymnasium.wrappers.utils import RunningMeanStd
 from gymnasium.wrappers.vector import ClipAction, RecordEpisodeStatistics
-from torch.distributions import Categorical, Independent, Normal, kl_divergence
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
 
 
 @dataclass
@@ -77,7 +77,7 @@ class Args:
     shared_trunk: bool = False
     """if toggled, the critic shares the actor's layers but the last"""
     loss: Literal["clip", "kl"] = "clip"
-    """the policy objective: `clip` (PPO-Clip) or `kl` (an adaptive KL penalty)"""
+    """the policy objective: `clip` (PPO-Clip) or `kl` (adaptive KL penalty)"""
     clip_coef: float = 0.2
     """PPO-Clip's epsilon (also the value clipping range)"""
     kl_target: float = 0.01
@@ -91,7 +91,7 @@ class Args:
     max_grad_norm: float = 0.5
     """the maximum norm for gradient clipping"""
     target_kl: float | None = None
-    """stop an update once the approximate KL exceeds this (None: never)"""
+    """stop an update once approx KL exceeds this (None: never)"""
 
 
 class UsageError(ValueError):
@@ -133,6 +133,10 @@ def true_next_obs(obs, done, info):
 
 
 # --- normalization of observations and rewards (continuous control) ---
+def update_rms(rms, x):  # rms.update(x), faster for one env
+    rms.update_from_moments(x.mean(0), x.var(0) if len(x) > 1 else 0, len(x))
+
+
 class Normalizer:
     """Continuous control (`enabled`): obs scaled by their running mean and std,
     rewards by the running std of the discounted return. Else obs become float32."""
@@ -148,7 +152,7 @@ class Normalizer:
         if not self.enabled:
             return raw_obs.astype(np.float32)
         if update:
-            self.obs_rms.update(raw_obs)
+            update_rms(self.obs_rms, raw_obs)
         obs = (raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(obs, -10.0, 10.0).astype(np.float32)
 
@@ -157,7 +161,7 @@ class Normalizer:
         obs = self.obs(raw_obs, update=True)
         if self.enabled:
             self.discounted_return = self.discounted_return * self.gamma + reward
-            self.return_rms.update(self.discounted_return)
+            update_rms(self.return_rms, self.discounted_return)
             self.discounted_return[done] = 0.0
             reward = np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)
         return obs, self.obs(raw_next_obs), reward
@@ -224,7 +228,7 @@ def gae(rewards, values, next_values, dones, gamma, lam):
     """Generalized advantage estimation over a (T, N) rollout of numpy arrays.
 
     delta_t = r_t + gamma*V(s_{t+1}) - V(s_t)       (V(s_{t+1}) = 0 after a termination)
-    A_t = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: an episode ended, either way)
+    A_t = delta_t + gamma*lam*(1 - done_t)*A_{t+1}  (done_t: an episode ended)
 
     A truncated episode keeps its bootstrap V(final obs) but no advantage of the next.
     """
@@ -251,7 +255,7 @@ def kl_penalty_policy_loss(ratio, advantages, kl, beta):
 
 def adapt_kl_beta(beta, kl, kl_target):
     """The PPO paper's rule, d the update's mean KL:
-    beta*2 if d > 1.5*d_targ; beta/2 if d < d_targ/1.5; else beta unchanged."""
+    beta*2 if d > 1.5*d_targ; beta/2 if d < d_targ/1.5; else unchanged."""
     if kl > 1.5 * kl_target:
         return beta * 2.0
     return beta / 2.0 if kl < kl_target / 1.5 else beta
@@ -288,12 +292,14 @@ def main(args: Args) -> dict:
 
     # --- seeding: torch (weights, sampled actions), the envs ---
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # small networks: see benchmarks/README.md
+    torch.set_num_threads(1)  # small networks (benchmarks/README.md)
+    # skip the per-step argument checks (speed)
+    Distribution.set_default_validate_args(False)
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim = envs.single_observation_space.shape[0]
     action_space = envs.single_action_space
     agent = Agent(obs_dim, action_space, args.shared_trunk).to(device)
-    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5, foreach=True)
     normalizer = Normalizer(obs_dim, args.num_envs, args.gamma, not agent.discrete)
     kl_beta = checkpoint.get("kl_beta", 1.0)  # PPO-KL's beta
     global_step = checkpoint.get("global_step", 0)
@@ -319,7 +325,7 @@ def main(args: Args) -> dict:
     STOP.clear()
     while global_step < args.total_timesteps and not STOP:
         previous_step = global_step
-        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t the env steps so far
+        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t: env steps
             for group in optimizer.param_groups:
                 group["lr"] = args.learning_rate * (1 - global_step / args.total_timesteps)
 
@@ -362,7 +368,7 @@ def main(args: Args) -> dict:
         b_returns = torch.as_tensor(returns, device=device).flatten()
         b_values = torch.as_tensor(values, device=device).flatten()
 
-        # --- update: update_epochs passes over the rollout, in minibatches ---
+        # --- update: update_epochs passes over the rollout in minibatches ---
         clipfracs = []
         epochs = [torch.randperm(len(b_obs), device=device) for _ in range(args.update_epochs)]
         for mb in torch.cat(epochs).split(len(b_obs) // args.num_minibatches):
@@ -375,7 +381,7 @@ def main(args: Args) -> dict:
             if args.norm_adv:
                 mb_advantages = mb_advantages - mb_advantages.mean()
                 mb_advantages = mb_advantages / (mb_advantages.std() + 1e-8)
-            if args.loss == "clip":  # PPO-Clip, or PPO-KL
+            if args.loss == "clip":  # PPO-Clip or PPO-KL
                 pg_loss = clip_policy_loss(ratio, mb_advantages, args.clip_coef)
             else:
                 kl = kl_divergence(old_agent.dist(b_obs[mb]), new_dist)
@@ -412,7 +418,7 @@ def main(args: Args) -> dict:
                 "losses/entropy": entropy_loss.item(),
                 "losses/explained_variance": explained_variance(values, returns),
                 "losses/approx_kl": approx_kl,
-                "losses/clipfrac": np.mean(clipfracs),  # the minibatches' mean
+                "losses/clipfrac": np.mean(clipfracs),  # minibatches' mean
             }
             if args.loss == "kl":
                 metrics["losses/kl_beta"] = kl_beta

@@ -1,8 +1,8 @@
-"""REINFORCE: the Monte-Carlo policy gradient (Williams 1992), discrete and continuous actions.
+"""REINFORCE: the Monte-Carlo policy gradient (Williams 1992) for discrete and Box actions.
 
-The first chapter. Play whole episodes with pi(a|s), then step on -mean_t[ w_t log pi(a_t|s_t) ]:
-w_t is the episode's return (`--weight total`) or the rewards after t (`reward-to-go`), less a
-baseline (a learned V(s_t), or `mean`).
+The first chapter: play whole episodes with pi, then step on -mean_t[w_t log pi(a_t|s_t)]:
+w_t: the episode's return (`--weight total`) or the rewards after t (`reward-to-go`), less a
+baseline (a learned V(s_t) or `mean`).
 
     python reinforce.py --env-id CartPole-v1 --weight total --baseline none
 """
@@ -24,7 +24,7 @@ import tyro
 from gymnasium.wrappers import RecordVideo
 from gymnasium.wrappers.utils import RunningMeanStd
 from gymnasium.wrappers.vector import ClipAction, RecordEpisodeStatistics
-from torch.distributions import Categorical, Independent, Normal
+from torch.distributions import Categorical, Distribution, Independent, Normal
 
 
 @dataclass
@@ -65,9 +65,9 @@ class Args:
     gamma: float = 0.99
     """the discount factor gamma"""
     weight: Literal["total", "reward-to-go"] = "reward-to-go"
-    """the weight of log pi(a_t|s_t): the episode's return, or the one from t on"""
+    """the weight of log pi(a_t|s_t): the episode's return, or the one from t"""
     baseline: Literal["none", "value", "mean"] = "value"
-    """subtracted from the weight: none, a learned V(s_t), or the batch mean"""
+    """subtracted from the weight: none, a learned V(s_t) or the batch mean"""
     value_learning_rate: float = 1e-2
     """`--baseline value`: V's learning rate"""
     value_steps: int = 10
@@ -115,6 +115,10 @@ def true_next_obs(obs, done, info):
 
 
 # --- normalization of observations and rewards (continuous control) ---
+def update_rms(rms, x):  # rms.update(x), faster for one env
+    rms.update_from_moments(x.mean(0), x.var(0) if len(x) > 1 else 0, len(x))
+
+
 class Normalizer:
     """Continuous control (`enabled`): obs scaled by their running mean and std,
     rewards by the running std of the discounted return. Else obs become float32."""
@@ -130,7 +134,7 @@ class Normalizer:
         if not self.enabled:
             return raw_obs.astype(np.float32)
         if update:
-            self.obs_rms.update(raw_obs)
+            update_rms(self.obs_rms, raw_obs)
         obs = (raw_obs - self.obs_rms.mean) / np.sqrt(self.obs_rms.var + 1e-8)
         return np.clip(obs, -10.0, 10.0).astype(np.float32)
 
@@ -139,7 +143,7 @@ class Normalizer:
         obs = self.obs(raw_obs, update=True)
         if self.enabled:
             self.discounted_return = self.discounted_return * self.gamma + reward
-            self.return_rms.update(self.discounted_return)
+            update_rms(self.return_rms, self.discounted_return)
             self.discounted_return[done] = 0.0
             reward = np.clip(reward / np.sqrt(self.return_rms.var + 1e-8), -10.0, 10.0)
         return obs, self.obs(raw_next_obs), reward
@@ -174,7 +178,7 @@ def mlp(in_dim, out_dim, out_std, hidden=64):
 class Agent(nn.Module):
     """Actor pi(a|s): Categorical for Discrete actions; for Box actions, a diagonal
     Gaussian, its log-std state-independent (its log_prob sums over the dims).
-    Critic V(s): trained and used with `--baseline value` only."""
+    Critic V(s): used with `--baseline value` only."""
 
     def __init__(self, obs_dim, action_space):
         super().__init__()
@@ -199,8 +203,8 @@ class Agent(nn.Module):
 
 # --- the math: returns and losses ---
 def reward_to_go(rewards, gamma, last_value=0.0):
-    """G_t = r_t + gamma*r_{t+1} + ... + gamma^(T-t)*last_value, for one episode.
-    last_value: 0 after a termination; after a truncation, V(s_T) estimates the rest."""
+    """G_t = r_t + gamma*r_{t+1} + ... + gamma^(T-t)*last_value, one episode.
+    last_value: 0 if terminated; V(s_T) if truncated."""
     returns = np.zeros(len(rewards))
     running = last_value
     for t in reversed(range(len(rewards))):
@@ -210,12 +214,12 @@ def reward_to_go(rewards, gamma, last_value=0.0):
 
 
 def total_return(rewards, gamma, last_value=0.0):
-    """G_0 = sum_t gamma^t r_t (+ gamma^T last_value), the same at every step"""
+    """G_0 = sum_t gamma^t r_t (+ gamma^T last_value) at every step"""
     return np.full(len(rewards), reward_to_go(rewards, gamma, last_value)[0])
 
 
 def policy_gradient_loss(logprobs, weights):
-    """L = -mean_t[ weight_t * log pi(a_t|s_t) ]; -grad L is the policy gradient"""
+    """L = -mean_t[weight_t * log pi(a_t|s_t)]; -grad L: the policy gradient"""
     return -(weights * logprobs).mean()
 
 
@@ -244,7 +248,9 @@ def main(args: Args) -> dict:
 
     # --- seeding: torch (weights, sampled actions), the envs ---
     torch.manual_seed(args.seed)
-    torch.set_num_threads(1)  # small networks: see benchmarks/README.md
+    torch.set_num_threads(1)  # small networks (benchmarks/README.md)
+    # skip the per-step argument checks (speed)
+    Distribution.set_default_validate_args(False)
     device = torch.device("cuda" if args.cuda else "cpu")
     obs_dim = envs.single_observation_space.shape[0]
     action_space = envs.single_action_space
@@ -267,20 +273,18 @@ def main(args: Args) -> dict:
     STOP.clear()
     while global_step < args.total_timesteps and not STOP:
         previous_step = global_step
-        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t the env steps so far
+        if args.anneal_lr:  # lr_t = lr * (1 - t/T), t: env steps
             for group in optimizer.param_groups:
                 group["lr"] = args.learning_rate * (1 - global_step / args.total_timesteps)
 
-        # --- rollout: every env plays one whole episode with the policy ---
+        # --- rollout: each env plays one episode with the policy ---
         obs, _ = envs.reset(seed=args.seed + global_step if global_step == start_step else None)
-        normalizer.discounted_return[:] = 0.0  # of no earlier episode
+        normalizer.discounted_return[:] = 0.0  # a new episode
         obs = normalizer.obs(obs, update=True)
         lengths = np.zeros(args.num_episodes, np.int64)  # once it ended
         final_obs = np.zeros((args.num_episodes, obs_dim), np.float32)  # s_T
-        truncated_at_end = np.zeros(args.num_episodes, bool)  # by the time limit
-        obs_steps = []  # one (num_episodes, ...) array per step
-        action_steps = []
-        reward_steps = []
+        truncated_at_end = np.zeros(args.num_episodes, bool)  # by a time limit
+        obs_steps, action_steps, reward_steps = [], [], []
         while not lengths.all():
             with torch.no_grad():  # a ~ pi(.|s); acting needs no gradient
                 action = agent.dist(torch.as_tensor(obs, device=device)).sample()
@@ -292,14 +296,14 @@ def main(args: Args) -> dict:
             obs, next_obs, scaled_reward = normalizer.step(raw_obs, next_obs, reward, done)
             reward_steps.append(scaled_reward)
             global_step += int((lengths == 0).sum())
-            for i in np.flatnonzero(done & (lengths == 0)):  # a finished env waits
+            for i in np.flatnonzero(done & (lengths == 0)):  # an ended env waits
                 lengths[i] = info["episode"]["l"][i]
                 final_obs[i] = next_obs[i]
                 truncated_at_end[i] = not terminated[i]
                 recent_returns.append(info["episode"]["r"][i])
                 log_episode(wandb, global_step, info["episode"]["r"][i])
 
-        # The batch: step t of env i, while t < lengths[i]
+        # The batch: step t of env i while t < lengths[i]
         in_episode = np.arange(len(obs_steps)) < lengths[:, None]  # (env, step)
         b_obs = torch.as_tensor(np.stack(obs_steps, axis=1)[in_episode], device=device)
         b_actions = torch.as_tensor(np.stack(action_steps, axis=1)[in_episode], device=device)
@@ -315,14 +319,14 @@ def main(args: Args) -> dict:
         weights = np.concatenate([weight_fn(r[:n], args.gamma, v) for n, r, v in episodes])
         b_weights = torch.as_tensor(weights, dtype=torch.float32, device=device)
 
-        # --- baseline: subtract b(s_t); E[grad log pi(a|s) * b(s)] = 0, so no bias ---
+        # --- baseline: subtract b(s_t); E[grad log pi(a|s) b(s)] = 0: no bias ---
         advantages = b_weights
         if args.baseline == "value":
             advantages = b_weights - torch.as_tensor(values, device=device)
         elif args.baseline == "mean":
             advantages = b_weights - b_weights.mean()
 
-        # --- update: one policy-gradient step on the whole episodes ---
+        # --- update: one policy-gradient step on the episodes ---
         new_dist = agent.dist(b_obs)
         pg_loss = policy_gradient_loss(new_dist.log_prob(b_actions), advantages)
         optimizer.zero_grad()
@@ -399,10 +403,8 @@ def check_args(args, checkpoint):
     if args.cuda and not torch.cuda.is_available():
         raise UsageError("--cuda: torch sees no CUDA device; drop --cuda")
     saved = vars(checkpoint.get("args", args))  # what cannot change on resume
-    for name in ["env_id"]:
-        if getattr(args, name) != saved[name]:
-            flag = "--" + name.replace("_", "-")
-            raise UsageError(f"{flag} cannot change on resume; it was {saved[name]}")
+    if args.env_id != saved["env_id"]:
+        raise UsageError(f"--env-id cannot change on resume; it was {saved['env_id']}")
     if checkpoint.get("global_step", 0) >= args.total_timesteps:
         raise UsageError("that run is done; pass a larger --total-timesteps")
 

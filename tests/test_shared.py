@@ -225,9 +225,10 @@ class EditedQNetwork(torch.nn.Sequential):
         super().__init__(*edited_mlp(obs_dim, num_actions, 1.0))
 
 
-def rmsprop(params, lr, eps=1e-8):
-    """A reader's swap of the optimizer: `fused=True` or Adam-only arguments would fail here."""
-    return torch.optim.RMSprop(params, lr=lr, eps=eps)
+def rmsprop(params, lr, eps=1e-8, foreach=None):
+    """A reader's swap of the optimizer: `fused=True` or Adam-only arguments would fail here;
+    `foreach`, which every torch optimizer takes, passes."""
+    return torch.optim.RMSprop(params, lr=lr, eps=eps, foreach=foreach)
 
 
 @pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
@@ -261,10 +262,10 @@ def test_learning_rate_annealing_sets_every_parameter_group(script, monkeypatch)
     optimizers = []
     adam = torch.optim.Adam
 
-    def adam_in_two_groups(params, lr, eps=1e-8):
+    def adam_in_two_groups(params, lr, eps=1e-8, foreach=None):
         params = list(params)
         groups = [{"params": params[: len(params) // 2]}, {"params": params[len(params) // 2 :]}]
-        optimizers.append(adam(groups, lr=lr, eps=eps))
+        optimizers.append(adam(groups, lr=lr, eps=eps, foreach=foreach))
         return optimizers[-1]
 
     monkeypatch.setattr(torch.optim, "Adam", adam_in_two_groups)
@@ -534,3 +535,47 @@ HELP_PHRASES = {
     dqn: "the online net picks argmax_a' Q(s', a')",
     ppo: "PPO-Clip's epsilon",
 }
+
+
+# --- issue 31's speed levers change no number ---
+@pytest.mark.parametrize("script", POLICY_SCRIPTS, ids=lambda m: m.__name__)
+@pytest.mark.parametrize("rows", [1, 3])
+def test_update_rms_gives_gymnasiums_statistics_bit_for_bit(script, rows):
+    """Catches a one-env shortcut that drifts from RunningMeanStd.update: a variance taken as 0
+    for more than one row, a count of 1, a mean of the first row only."""
+    from gymnasium.wrappers.utils import RunningMeanStd
+
+    rng = np.random.default_rng(rows)
+    ours, theirs = RunningMeanStd(shape=(5,)), RunningMeanStd(shape=(5,))
+    for _ in range(20):
+        x = rng.normal(3.0, 2.0, size=(rows, 5))
+        script.update_rms(ours, x)
+        theirs.update(x)
+    assert np.array_equal(ours.mean, theirs.mean)
+    assert np.array_equal(ours.var, theirs.var)
+    assert ours.count == theirs.count
+
+
+@pytest.mark.parametrize("script", ALL_SCRIPTS, ids=lambda m: m.__name__)
+def test_the_speed_levers_train_the_same_parameters(script, tmp_path, monkeypatch):
+    """Catches a speed lever that changes what is learned: without `foreach=True`, with the
+    distributions' argument checks on and gymnasium's own RunningMeanStd.update, a run of one env
+    (Pendulum, so the normalizer runs) must save the same weights, bit for bit."""
+    monkeypatch.chdir(tmp_path)
+    kwargs = {"seed": 3, "save_model": True, "eval_episodes": 1}
+    if script is not dqn:
+        kwargs["env_id"] = "Pendulum-v1"
+        kwargs["num_episodes" if script is reinforce else "num_envs"] = 1
+    fast = script.main(short_args(script, exp_name="fast", **kwargs))
+    adam = torch.optim.Adam
+    monkeypatch.setattr(torch.optim, "Adam", lambda *a, foreach=None, **k: adam(*a, **k))
+    if script is not dqn:
+        monkeypatch.setattr(script.Distribution, "set_default_validate_args", lambda value: None)
+        monkeypatch.setattr(script, "update_rms", lambda rms, x: rms.update(x))
+    monkeypatch.setattr(torch.distributions.Distribution, "_validate_args", True)
+    plain = script.main(short_args(script, exp_name="plain", **kwargs))
+    fast_model = torch.load(fast["model_path"], weights_only=True)["model"]
+    plain_model = torch.load(plain["model_path"], weights_only=True)["model"]
+    assert fast_model.keys() == plain_model.keys()
+    for name in fast_model:
+        assert torch.equal(fast_model[name], plain_model[name]), name
